@@ -1,0 +1,26 @@
+"""The policy interface: ``decide(snapshot) -> Decision``, pure and clock-free."""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+from slicebox.snapshot import ClusterSnapshot, Decision
+
+
+class Policy(abc.ABC):
+    """Decides which jobs run and what shape they get.
+
+    ``decide`` must be pure: no I/O, no clock of its own, no mutation of the snapshot.
+    That is what lets the simulator call it a million times and a test call it with a
+    hand-made snapshot.
+    """
+
+    name: ClassVar[str]
+    #: True when the policy wants to be asked again at fixed intervals (time-sharing
+    #: policies such as Gavel's max-min fairness); event-driven policies leave it False.
+    periodic: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def decide(self, snapshot: ClusterSnapshot) -> Decision:
+        """Return the jobs to run, most important first."""

@@ -1,0 +1,122 @@
+"""The seam between the world and the scheduling core: a frozen snapshot in, a decision out.
+
+One scheduling round is the same live and simulated::
+
+    snapshot = ...                                   # from the store, or the simulator's state
+    decision = policy.decide(snapshot)               # which jobs run, on what kind, how many
+    plan     = placer.place(snapshot, decision)      # exact slices, cores, volume; or why not
+    backend.apply(plan)
+
+A policy never sees a clock of its own, the store, or a backend: only this snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+from slicebox.profiles.base import PeakRateEstimator, ThroughputModel
+from slicebox.spec.demand import DatasetRef, Demand
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    STAGING = "staging"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    PREEMPTED = "preempted"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+    @property
+    def active(self) -> bool:
+        """Holding resources: staging data or running."""
+        return self in (JobState.STAGING, JobState.RUNNING)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A policy's choice for one job: run it on ``gpus`` devices of ``kind``.
+
+    ``kind`` None lets placement choose among the job's allowed kinds (it uses profiles to
+    give each kind to the job that gains most from it). ``cpus``/``memory_gib`` None keep the
+    job's own request; a multi-resource policy may set them.
+    """
+
+    job_id: str
+    gpus: int
+    kind: str | None = None
+    cpus: int | None = None
+    memory_gib: float | None = None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What a policy may know of one job."""
+
+    id: str
+    demand: Demand
+    submitted_at: float
+    workload: str = "default"
+    precision: str = "fp32"
+    priority: int = 0
+    state: JobState = JobState.QUEUED
+    current: Assignment | None = None  # what it holds now, when running
+    attained_gpu_seconds: float = 0.0  # service received so far (Tiresias)
+    remaining_work: float | None = None  # in samples (or steps); None: unknown
+    reference_rate: float | None = None  # work per second on one reference GPU; None: unknown
+    dataset: DatasetRef | None = None
+    preemptions: int = 0
+
+    @property
+    def waiting(self) -> bool:
+        return self.state in (JobState.QUEUED, JobState.PREEMPTED)
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Whole-device totals by kind, and what is free now (free means unallocated)."""
+
+    total_gpus: Mapping[str, int]
+    free_gpus: Mapping[str, int]
+    total_cpus: int
+    free_cpus: int
+    total_memory_gib: float = 0.0
+    free_memory_gib: float = 0.0
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    now: float
+    jobs: tuple[JobView, ...]
+    capacity: Capacity
+    profiles: ThroughputModel = field(default_factory=PeakRateEstimator)
+    round_seconds: float | None = None  # set in round-based scheduling (Gavel-style)
+
+    @property
+    def waiting(self) -> tuple[JobView, ...]:
+        return tuple(j for j in self.jobs if j.waiting)
+
+    @property
+    def running(self) -> tuple[JobView, ...]:
+        return tuple(j for j in self.jobs if j.state.active)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Jobs to run, most important first. Running jobs left out are preempted.
+
+    Placement places ``run`` in order and skips an assignment that does not fit (so a
+    smaller job behind it may backfill), unless ``strict`` asks it to stop at the first
+    that does not fit.
+    """
+
+    run: tuple[Assignment, ...]
+    reasons: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    strict: bool = False

@@ -1,0 +1,53 @@
+"""The resource demand of one job, as policies and placement see it (frozen, no pydantic).
+
+A ``JobSpec`` becomes a ``Demand`` at the edge; the simulator builds ``Demand`` straight from
+trace records, so policies and placement never know where a job came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from slicebox.spec.job import JobSpec
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A job's input data: cache key, where it lives, how big it is."""
+
+    key: str
+    path: str | None
+    size_gib: float
+
+
+@dataclass(frozen=True)
+class Demand:
+    gpus: int = 0  # minimum GPU count (0: CPU-only job)
+    max_gpus: int = 0  # > gpus for an elastic job
+    kinds: tuple[str, ...] = ()  # allowed device kinds; empty = any
+    gpu_memory_gib: float | None = None
+    fraction: float | None = None  # share of one GPU's compute
+    mig: str | None = None  # MIG profile name
+    cpus: int = 1
+    memory_gib: float = 1.0
+
+    @property
+    def shared(self) -> bool:
+        """True when the job asks for less than a whole GPU."""
+        return self.fraction is not None or self.mig is not None
+
+    @property
+    def gpu_share(self) -> float:
+        """GPUs this job occupies, counting a fraction as part of one (for accounting)."""
+        if self.fraction is not None:
+            return self.fraction
+        if self.mig is not None:
+            return int(self.mig.split("g.")[0]) / 7
+        return float(self.gpus)
+
+    @classmethod
+    def from_spec(cls, spec: JobSpec) -> Demand:
+        res = spec.resources
+        return cls(gpus=res.min_gpus, max_gpus=res.max_gpus, kinds=res.gpu_kinds,
+                   gpu_memory_gib=res.gpu_memory_gib, fraction=res.fraction, mig=res.mig,
+                   cpus=res.cpus, memory_gib=res.memory_gib)

@@ -1,0 +1,216 @@
+"""The job spec: what a user asks for, validated field by field (pydantic at the edge).
+
+Everything here is untrusted input. Unknown fields are errors (a misspelt field must not
+silently fall back to a default), and the command is an argv list that is never given to
+a shell.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import signal
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from slicebox.pool.kinds import get_kind
+
+MAX_SPEC_BYTES = 256 * 1024  # a job file is a few hundred bytes; anything huge is a mistake
+SHELL_METACHARACTERS = re.compile(r"[|&;<>()$`\\\"'*?\[\]~{}\n]")
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+
+class SpecError(ValueError):
+    """A job spec was rejected; the message names the field and the reason."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ElasticGpus(_Strict):
+    min: Annotated[int, Field(ge=1, le=1024)]
+    max: Annotated[int, Field(ge=1, le=1024)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ElasticGpus:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
+        return self
+
+
+class Resources(_Strict):
+    gpus: int | ElasticGpus = Field(0, description="GPU count, or {min, max} for an elastic job")
+    gpu_kinds: tuple[str, ...] = Field((), description="allowed device kinds; empty = any")
+    gpu_memory_gib: float | None = Field(None, gt=0, description="memory needed on each GPU")
+    fraction: float | None = Field(None, gt=0, lt=1, description="share of one GPU's compute")
+    mig: str | None = Field(None, description="MIG profile, e.g. 3g.40gb")
+    cpus: int = Field(1, ge=1, le=4096)
+    memory_gib: float = Field(1.0, gt=0, le=65536)
+
+    @field_validator("gpus")
+    @classmethod
+    def _count(cls, value: int | ElasticGpus) -> int | ElasticGpus:
+        if isinstance(value, int) and not 0 <= value <= 1024:
+            raise ValueError(f"must be between 0 and 1024, got {value}")
+        return value
+
+    @field_validator("gpu_kinds")
+    @classmethod
+    def _kinds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = []
+        for name in value:
+            try:
+                names.append(get_kind(name).name)
+            except KeyError as exc:
+                raise ValueError(exc.args[0]) from None
+        return tuple(names)
+
+    @model_validator(mode="after")
+    def _shapes(self) -> Resources:
+        if self.fraction is not None and self.mig is not None:
+            raise ValueError("give either fraction or mig, not both")
+        if (self.fraction is not None or self.mig is not None) and self.max_gpus != 1:
+            raise ValueError("fraction and mig apply to exactly one GPU: set gpus: 1")
+        if self.mig is not None and not re.fullmatch(r"[1-7]g\.\d+gb", self.mig):
+            raise ValueError(f"mig profile {self.mig!r} is not of the form <N>g.<M>gb")
+        return self
+
+    @property
+    def min_gpus(self) -> int:
+        return self.gpus.min if isinstance(self.gpus, ElasticGpus) else self.gpus
+
+    @property
+    def max_gpus(self) -> int:
+        return self.gpus.max if isinstance(self.gpus, ElasticGpus) else self.gpus
+
+
+class Dataset(_Strict):
+    path: str | None = Field(None, description="file or folder with the job's data")
+    name: str | None = Field(None, pattern=NAME_PATTERN, description="cache key; default: path")
+    size_gib: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _something(self) -> Dataset:
+        if self.path is None and self.name is None:
+            raise ValueError("give a path or a name")
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.name or str(Path(self.path or "").resolve())
+
+
+class Checkpoint(_Strict):
+    signal: str = "SIGTERM"
+    path: str | None = None
+    grace_seconds: float = Field(10.0, ge=0, le=3600)
+
+    @field_validator("signal")
+    @classmethod
+    def _signal(cls, value: str) -> str:
+        name = value.upper() if value.upper().startswith("SIG") else "SIG" + value.upper()
+        if not hasattr(signal.Signals, name) or name in ("SIGKILL", "SIGSTOP"):
+            raise ValueError(f"{value!r} is not a catchable signal name (e.g. SIGTERM, SIGUSR1)")
+        return name
+
+
+class JobSpec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    command: tuple[str, ...] = Field(min_length=1, description="argv; never run through a shell")
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None
+    workload: str | None = Field(None, description="job class for profiles; default: the name")
+    resources: Resources = Field(default_factory=Resources)
+    dataset: Dataset | None = None
+    precision: Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8"] = "fp32"
+    sparsity: Literal["dense", "2:4"] = "dense"
+    priority: int = Field(0, ge=-1000, le=1000)
+    checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+    time_limit_seconds: float | None = Field(None, gt=0, le=30 * 24 * 3600)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _argv(cls, value: object) -> object:
+        if isinstance(value, str):
+            bad = SHELL_METACHARACTERS.search(value)
+            if bad:
+                raise ValueError(
+                    f"contains the shell metacharacter {bad.group()!r}; Slicebox never runs a "
+                    "shell: give the command as a list of arguments")
+            return tuple(shlex.split(value))
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _argv_items(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any("\x00" in arg for arg in value):
+            raise ValueError("an argument contains a NUL byte")
+        if not value[0].strip():
+            raise ValueError("the program name is empty")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+            if key.startswith("SLICEBOX_") or key in ("CUDA_VISIBLE_DEVICES",):
+                raise ValueError(f"{key} is set by Slicebox from the composition")
+        return value
+
+    @property
+    def workload_class(self) -> str:
+        return self.workload or self.name
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (misspelt?)"
+        lines.append(f"{where}: {message}")
+    return "; ".join(lines)
+
+
+def parse_spec(data: object, source: str = "job spec") -> JobSpec:
+    """Validate already-loaded data; raise SpecError naming every bad field."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"{source}: {_describe(exc)}") from None
+
+
+def load_spec(path: str | Path) -> JobSpec:
+    """Read a job YAML file, refusing unreadable, huge or non-YAML files with a clear reason."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(f"{path}: file is {size} bytes; a job spec may be at most "
+                            f"{MAX_SPEC_BYTES} bytes")
+        text = path.read_text(encoding="utf-8")
+    except SpecError:
+        raise
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read the file: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    return parse_spec(data, str(path))

@@ -47,6 +47,11 @@ class Assignment:
     ``kind`` None lets placement choose among the job's allowed kinds (it uses profiles to
     give each kind to the job that gains most from it). ``cpus``/``memory_gib`` None keep the
     job's own request; a multi-resource policy may set them.
+
+    ``node`` / ``devices`` are placement hints from a policy that scores placements
+    itself (fragmentation-aware or data-local policies): placement uses them when they
+    fit and otherwise places as if they were absent. ``fraction`` right-sizes a job onto
+    a share of one GPU (``gpus`` is then 1).
     """
 
     job_id: str
@@ -54,6 +59,9 @@ class Assignment:
     kind: str | None = None
     cpus: int | None = None
     memory_gib: float | None = None
+    node: str | None = None
+    devices: tuple[int, ...] | None = None
+    fraction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -92,12 +100,28 @@ class Capacity:
 
 
 @dataclass(frozen=True)
+class NodeView:
+    """Free resources of one node, for policies that score placements themselves.
+
+    ``free_gpu[i]`` is the unallocated compute share of device ``i`` (1.0: whole card
+    free). Filled only by callers that can provide it cheaply (the simulator does).
+    """
+
+    name: str
+    kind: str | None
+    free_gpu: tuple[float, ...]
+    free_cpus: float
+    free_memory_gib: float
+
+
+@dataclass(frozen=True)
 class ClusterSnapshot:
     now: float
     jobs: tuple[JobView, ...]
     capacity: Capacity
     profiles: ThroughputModel = field(default_factory=PeakRateEstimator)
     round_seconds: float | None = None  # set in round-based scheduling (Gavel-style)
+    nodes: tuple[NodeView, ...] = ()  # per-node free resources; empty when not provided
 
     @property
     def waiting(self) -> tuple[JobView, ...]:

@@ -18,7 +18,8 @@ class Staging:
     volume: str  # name of the volume it is staged to
     target: str  # path of the staged copy
     size_gib: float
-    cached: bool  # True: a copy is already there and is reused
+    cached: bool  # True: a copy is already there (or is being made) and is reused
+    evict: tuple[str, ...] = ()  # cached copies to delete first, least recently used first
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from slicebox.policies.base import Policy
 from slicebox.policies.registry import POLICIES
 
 # Each module registers itself on import. Add a policy: write the module, list it here.
-_MODULES = ("fifo",)
+_MODULES = ("fifo", "srtf", "tiresias", "gavel", "synergy", "fgd", "slicebox_policy")
 for _module in _MODULES:
     importlib.import_module(f"slicebox.policies.{_module}")
 

@@ -20,6 +20,14 @@ class Policy(abc.ABC):
     #: True when the policy wants to be asked again at fixed intervals (time-sharing
     #: policies such as Gavel's max-min fairness); event-driven policies leave it False.
     periodic: ClassVar[bool] = False
+    #: False when ``decide`` never reads running jobs' ``remaining_work`` or
+    #: ``attained_gpu_seconds``: a simulator may then skip bringing them up to date
+    #: before each decision (the one cost that grows with the number of running jobs).
+    reads_progress: ClassVar[bool] = True
+    #: True when ``decide`` reads that progress only while the waiting jobs do not all
+    #: fit in the free GPUs (``slicebox.policies.common.free_fits``): when they do, a
+    #: preemptive policy has nobody to preempt and needs no running job's progress.
+    progress_when_contended: ClassVar[bool] = False
 
     @abc.abstractmethod
     def decide(self, snapshot: ClusterSnapshot) -> Decision:

@@ -20,6 +20,7 @@ class Fifo(Policy):
     (priority desc, arrival) order, and any that fits the leftovers starts (backfill)."""
 
     name = "fifo"
+    reads_progress = False
 
     def decide(self, snapshot: ClusterSnapshot) -> Decision:
         running = [keep_or_request(j) for j in snapshot.jobs if j.state.active]

@@ -1,7 +1,7 @@
 """What exists: nodes, their devices, cores, memory and volumes. Frozen; usage lives elsewhere.
 
 These types describe hardware only. Who uses what at a given moment is tracked by
-``slicebox.pool.state.PoolState`` so that the same ``Pool`` can back the live system,
+``slicebox.placement.state.PoolState`` so that the same ``Pool`` can back the live system,
 a dry-run ``plan`` and a simulation.
 """
 

@@ -1,0 +1,113 @@
+"""The backend seam: the only code that touches processes, Ray or a simulated clock.
+
+A backend makes a plan so (starts, stops, stages data) and reports what happened through
+``poll``. It never writes the store: the controller records every event durably, before
+acting and after hearing back, so a backend may be restarted at any moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from slicebox.placement.plan import Composition, Plan, Staging
+from slicebox.store.records import JobRecord
+
+
+class LaunchError(RuntimeError):
+    """A job's process could not be started; the message says why."""
+
+
+@dataclass(frozen=True)
+class Started:
+    job_id: str
+    attempt: int
+    pid: int
+    start_time: float
+    log_path: str
+    log_offset: int = 0  # progress is read from here
+
+
+@dataclass(frozen=True)
+class Exited:
+    job_id: str
+    attempt: int
+    exit_code: int | None  # negative: killed by that signal; None: unknown
+    error: str | None = None  # e.g. the program could not be executed
+    stopped: bool = False  # we signalled it (preemption, cancel, time limit)
+    killed: bool = False  # it outlived its grace period and was SIGKILLed
+
+
+@dataclass(frozen=True)
+class Staged:
+    job_id: str
+    staging: Staging
+    bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class StagingFailed:
+    job_id: str
+    staging: Staging
+    error: str | None  # None: aborted on request (cancel, preemption)
+
+
+@dataclass(frozen=True)
+class Progress:
+    job_id: str
+    time: float
+    samples: int | None
+    quality: float | None
+    log_offset: int
+
+
+BackendEvent = Started | Exited | Staged | StagingFailed | Progress
+
+
+@dataclass(frozen=True)
+class ExitRecord:
+    """What a launcher left behind for a job whose parent we are not."""
+
+    attempt: int
+    exit_code: int | None
+    error: str | None
+    finished_at: float | None
+
+
+class Backend(Protocol):
+    def apply(self, plan: Plan, jobs: Mapping[str, JobRecord]) -> list[BackendEvent]:
+        """Start ``plan.start`` (staging first where needed) and stop ``plan.stop``; the
+        store must already say so. Returns what happened at once (e.g. ``Started``)."""
+        ...
+
+    def stage(self, job: JobRecord, comp: Composition) -> None:
+        """Begin copying the job's dataset; a ``Staged`` or ``StagingFailed`` follows."""
+        ...
+
+    def launch(self, job: JobRecord, comp: Composition) -> Started:
+        """Start the job's process with its composition enforced; raises LaunchError."""
+        ...
+
+    def stop(self, job: JobRecord) -> None:
+        """Graceful stop: the job's checkpoint signal now, SIGKILL after its grace period
+        (``poll`` escalates, so nothing blocks)."""
+        ...
+
+    def poll(self) -> list[BackendEvent]:
+        """Progress, finished copies, exits, escalations since the last call."""
+        ...
+
+    def adopt(self, job: JobRecord) -> Started | None:
+        """After a controller restart: take over the job's live process (None: it is gone,
+        and nothing of it is left running)."""
+        ...
+
+    def exit_record(self, job: JobRecord) -> ExitRecord | None:
+        """How the job's current attempt ended, when it ended without us watching."""
+        ...
+
+    def close(self) -> None:
+        """Stop watching; running jobs keep running (the next controller adopts them)."""
+        ...

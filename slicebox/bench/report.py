@@ -1,0 +1,109 @@
+"""Showing suite results: a rich table for the terminal and a PNG plot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.table import Table
+
+from slicebox.bench.results import BenchResult
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _quality(result: BenchResult) -> str:
+    if result.quality is None:
+        return "-"
+    target = "" if result.quality_target is None else f" / {result.quality_target:g}"
+    mark = " ✓" if result.reached_target else ""
+    return f"{result.quality_metric} {result.quality:.3f}{target}{mark}"
+
+
+def _detail(result: BenchResult) -> str:
+    parts = []
+    if result.server_p99_latency_ms is not None:
+        parts.append(
+            f"server p99 {result.server_p99_latency_ms:.2f} ms @ {result.server_target_qps:g} qps"
+        )
+    if result.dense_quality is not None:
+        parts.append(f"dense {result.dense_quality:.3f}")
+    if result.sparse_speedup is not None:
+        parts.append(f"2:4 kernels {result.sparse_speedup:.2f}x")
+    if result.reason:
+        parts.append(result.reason)
+    return "; ".join(parts)
+
+
+def results_table(results: Sequence[BenchResult], title: str = "Slicebox bench") -> Table:
+    """workload x slice x precision: samples/s, time-to-quality, quality reached."""
+    table = Table(title=title)
+    for column in ("workload", "slice", "precision", "status"):
+        table.add_column(column)
+    table.add_column("samples/s", justify="right")
+    table.add_column("time-to-quality s", justify="right")
+    table.add_column("quality / target")
+    table.add_column("detail", overflow="fold")
+    for r in results:
+        status = r.status if r.status != "ok" else "[green]ok[/green]"
+        table.add_row(
+            r.workload,
+            r.slice,
+            r.precision,
+            status,
+            _number(r.samples_per_s),
+            _number(r.time_to_quality_s, 2),
+            _quality(r),
+            _detail(r),
+        )
+    return table
+
+
+def plot_results(results: Sequence[BenchResult], path_png: str | Path) -> Path:
+    """Bar charts of samples/s and time-to-quality per workload, one bar per slice+precision.
+
+    Throughput is on a log axis: workloads differ by orders of magnitude in samples/s.
+    Cells with no measurement (not supported, failed, skipped) are left out, not drawn
+    as zero.
+    """
+    # The Figure API with an explicit Agg canvas: no global backend switch, no display.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    measured = [r for r in results if r.status == "ok"]
+    workloads = list(dict.fromkeys(r.workload for r in measured))
+    variants = list(dict.fromkeys(f"{r.slice} {r.precision}" for r in measured))
+    figure = Figure(figsize=(max(6.0, 1.6 * len(workloads) * max(1, len(variants)) / 2), 7))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(2, 1)
+    width = 0.8 / max(1, len(variants))
+    for panel, (field, label) in zip(
+        axes,
+        (("samples_per_s", "samples/s (log)"), ("time_to_quality_s", "time-to-quality (s)")),
+        strict=True,
+    ):
+        for v, variant in enumerate(variants):
+            xs, ys = [], []
+            for w, workload in enumerate(workloads):
+                for r in measured:
+                    value = getattr(r, field)
+                    if r.workload == workload and f"{r.slice} {r.precision}" == variant and value:
+                        xs.append(w + (v - (len(variants) - 1) / 2) * width)
+                        ys.append(value)
+            panel.bar(xs, ys, width=width, label=variant)
+        panel.set_xticks(range(len(workloads)), workloads)
+        panel.set_ylabel(label)
+        if field == "samples_per_s":
+            panel.set_yscale("log")
+    if variants:
+        axes[0].legend(fontsize="small", ncols=2)
+    else:
+        axes[0].text(0.5, 0.5, "no measured cells", ha="center", transform=axes[0].transAxes)
+    axes[0].set_title("Slicebox reference workloads by slice shape and precision")
+    figure.tight_layout()
+    path = Path(path_png)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    return path

@@ -1,0 +1,151 @@
+"""``python -m slicebox.bench.run WORKLOAD``: one benchmark run, usable as a job's argv.
+
+It trains on the resources it was given (the CPU affinity it inherited or ``--cores``,
+the GPU it sees), prints ``:::MLLOG`` and ``:::SLICEBOX`` lines as it goes, and ends with
+one JSON line (the `RunResult`, ``"kind": "slicebox.bench.result"``).
+Exit status: 0 ok, 1 failed, 3 not supported on this device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from slicebox.bench import registry
+from slicebox.bench.config import TrainConfig
+from slicebox.bench.precision import unsupported_reason
+from slicebox.bench.results import (
+    PRECISIONS,
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_UNSUPPORTED,
+    RunResult,
+    parse_precision,
+    unsupported,
+)
+
+DATA_ENV = "SLICEBOX_DATA"
+EXIT_CODES = {STATUS_OK: 0, STATUS_FAILED: 1, STATUS_UNSUPPORTED: 3}
+
+
+def parse_cores(text: str) -> set[int]:
+    """``"0,1"`` or ``"0-3,6"`` -> a set of core ids."""
+    cores: set[int] = set()
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            cores.update(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--cores wants ids like 0,1 or 0-3, got {text!r}"
+        ) from None
+    if not cores:
+        raise argparse.ArgumentTypeError("--cores is empty")
+    return cores
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m slicebox.bench.run", description="Run one Slicebox reference workload."
+    )
+    parser.add_argument("workload", choices=sorted(registry.WORKLOADS))
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    parser.add_argument("--quick", action="store_true", help="smaller model and data")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-seconds", type=float, help="abort (MLPerf 'aborted') after S s")
+    parser.add_argument("--epochs", type=int, help="maximum epochs")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--target", type=float, help="override the quality target")
+    parser.add_argument("--threads", type=int, help="torch threads (default: cores in affinity)")
+    parser.add_argument("--cores", type=parse_cores, help="pin to these cores, e.g. 0,1")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--memory-fraction",
+        type=float,
+        help="GPU share: cap this process at this fraction of GPU memory",
+    )
+    parser.add_argument(
+        "--data", help=f"dataset file (recsys: click-log .npz); default ${DATA_ENV}"
+    )
+    parser.add_argument("--server-qps", type=float, help="inference: LoadGen Server arrival rate")
+    return parser
+
+
+def _apply_resources(args: argparse.Namespace) -> None:
+    if args.cores is not None:
+        allowed = os.sched_getaffinity(0)
+        if not args.cores <= allowed:
+            raise SystemExit(
+                f"--cores {sorted(args.cores)} not within this process's cores {sorted(allowed)}"
+            )
+        os.sched_setaffinity(0, args.cores)
+    import torch
+
+    # A slice is a core set: one thread per core it holds, never torch's default of
+    # every core on the machine, which would oversubscribe the slice.
+    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    if args.memory_fraction is not None:
+        if not 0 < args.memory_fraction <= 1:
+            raise SystemExit(f"--memory-fraction must be in (0, 1], got {args.memory_fraction}")
+        if not (args.device.startswith("cuda") and torch.cuda.is_available()):
+            raise SystemExit("--memory-fraction needs a CUDA --device")
+        torch.cuda.set_per_process_memory_fraction(args.memory_fraction, torch.device(args.device))
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    data = args.data
+    if data is None and registry.get(args.workload).reads_data_file:
+        data = os.environ.get(DATA_ENV) or None
+    return TrainConfig(
+        seed=args.seed,
+        batch_size=args.batch_size,
+        max_epochs=args.epochs,
+        max_seconds=args.max_seconds,
+        quality_target=args.target,
+        device=args.device,
+        precision=parse_precision(args.precision),
+        quick=args.quick,
+        data_path=data,
+        server_qps=args.server_qps,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Before torch loads OpenMP. Spinning waiters turn one preempted thread into a stall
+    # of every parallel op: with a co-tenant on a 2-core box we measured 3-30x slowdowns
+    # with OpenMP's default policy, against a few per cent lost to passive waiting.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    # A CPU's answer needs no torch: say "not supported" without paying its import.
+    reason = unsupported_reason(config.precision, config.device) if config.device == "cpu" else None
+    if reason is not None:
+        result = unsupported(args.workload, config.precision, config.device, reason)
+        print(json.dumps(result.to_dict()), flush=True)
+        return EXIT_CODES[result.status]
+    _apply_resources(args)
+    try:
+        result = registry.train(args.workload, config)
+    except Exception as exc:  # a crashed run is still a result the suite must record
+        traceback.print_exc(file=sys.stderr)
+        result = RunResult(
+            workload=args.workload,
+            precision=args.precision,
+            device=args.device,
+            status=STATUS_FAILED,
+            reason=f"{type(exc).__name__}: {exc}",
+            seed=args.seed,
+        )
+    print(json.dumps(result.to_dict()), flush=True)
+    return EXIT_CODES.get(result.status, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

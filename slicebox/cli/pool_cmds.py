@@ -1,0 +1,94 @@
+"""``slicebox pool`` and ``slicebox plan``: what exists, and what a job would get."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from slicebox.cli.common import (
+    JSON_OPTION,
+    POOL_OPTION,
+    console,
+    fail,
+    load_pool_or_discover,
+    print_json,
+    state_dir,
+)
+
+
+def pool(ctx: typer.Context, pool_file: Path | None = POOL_OPTION,
+         as_json: bool = JSON_OPTION) -> None:
+    """Show the pool: nodes, cores by NUMA node, memory, GPUs (MIG), volumes."""
+    from slicebox.pool.cpulist import format_cpulist
+    from slicebox.pool.files import pool_to_dict
+
+    the_pool = load_pool_or_discover(pool_file, state_dir(ctx))
+    if as_json:
+        print_json(pool_to_dict(the_pool))
+        return
+    table = Table(title=f"pool {the_pool.name}: {the_pool.total_gpus} GPUs, "
+                        f"{the_pool.total_cores} cores")
+    for column in ("node", "cores (NUMA: list)", "memory", "GPUs", "volumes"):
+        table.add_column(column)
+    for node in the_pool.nodes:
+        cores = "\n".join(f"{numa}: {format_cpulist(c)}" for numa, c in node.cores_by_numa)
+        gpus = "\n".join(
+            f"gpu{d.index} {d.kind.name} {d.memory:g} GiB numa {d.numa_node}"
+            + (" MIG" + "".join(f" {m.profile}@{m.start}" for m in d.mig_instances)
+               if d.mig_enabled else "")
+            for d in node.devices) or "-"
+        volumes = "\n".join(f"{v.name} {v.path} {v.tier.value} {v.capacity_gib:,.0f} GiB "
+                            f"{v.read_mbps:,.0f} MB/s" for v in node.volumes) or "-"
+        table.add_row(node.name, cores, f"{node.memory_gib:,.1f} GiB", gpus, volumes)
+    console.print(table)
+    for volume in the_pool.shared_volumes:
+        console.print(f"shared volume {volume.name}: {volume.path} ({volume.tier.value}, "
+                      f"{volume.read_mbps:,.0f} MB/s)")
+
+
+def plan(ctx: typer.Context,
+         job_files: list[Path] = typer.Argument(..., help="Job specs, placed in this order."),
+         pool_file: Path | None = POOL_OPTION,
+         count: int = typer.Option(1, "--count", min=1, max=10_000,
+                                   help="Place this many copies of each job."),
+         as_json: bool = JSON_OPTION) -> None:
+    """Dry run: the composition each job would get on an idle pool. Changes nothing."""
+    from slicebox.placement import dry_run
+    from slicebox.snapshot import JobView
+    from slicebox.spec import Demand, SpecError, load_spec
+
+    the_pool = load_pool_or_discover(pool_file, state_dir(ctx))
+    views = []
+    for path in job_files:
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            raise fail(str(exc)) from None
+        for i in range(count):
+            job_id = spec.name if count == 1 else f"{spec.name}#{i + 1}"
+            views.append(JobView(job_id, Demand.from_spec(spec), submitted_at=len(views),
+                                 workload=spec.workload_class, precision=spec.precision,
+                                 priority=spec.priority))
+    result = dry_run(the_pool, views)
+    if as_json:
+        print_json({"start": result.start, "waiting": dict(result.waiting)})
+        return
+    table = Table(title=f"plan on {the_pool.name}")
+    for column in ("job", "node", "slices", "cores", "NUMA", "memory"):
+        table.add_column(column)
+    for comp in result.start:
+        table.add_row(comp.job_id, comp.node,
+                      "\n".join(s.describe() for s in comp.slices) or "no GPU",
+                      _ranges(comp.cores), ",".join(map(str, comp.numa_nodes)),
+                      f"{comp.memory_gib:g} GiB")
+    console.print(table)
+    for job_id, reason in result.waiting.items():
+        console.print(f"[yellow]{job_id} would wait:[/] {reason}", highlight=False)
+
+
+def _ranges(cores: tuple[int, ...]) -> str:
+    from slicebox.pool.cpulist import format_cpulist
+
+    return format_cpulist(cores)

@@ -1,0 +1,1 @@
+"""``slicebox demo``: the main job a new user runs first."""

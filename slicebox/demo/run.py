@@ -1,0 +1,121 @@
+"""Discover this machine, start the embedded controller, run the example jobs, report.
+
+Everything goes through the same pieces a user drives by hand: ``submit_file`` validates
+each job, the controller (FIFO with backfill) composes slices, the local backend runs real
+PyTorch training processes, MLflow records every run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from slicebox import policies
+from slicebox.backends.local import LocalBackend
+from slicebox.controller import Controller, submit_file
+from slicebox.demo import report
+from slicebox.placement import Placer
+from slicebox.pool.discovery import discover_local
+from slicebox.profiles.store import load_profiles, save_profiles
+from slicebox.snapshot import JobState
+from slicebox.store import Store
+from slicebox.tracking import JobTracker, default_tracking_uri
+
+CLICKLOG_ROWS = 400_000  # ~20 MB: big enough that staging it is visible, small to make
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    ok: bool
+    report_dir: Path
+    tracking_uri: str
+
+
+def ensure_clicklog(path: Path, console: Console) -> None:
+    """The recommender's dataset: made once, by the same module a user would run."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    console.print(f"making the synthetic click log {path} ({CLICKLOG_ROWS:,} rows)")
+    subprocess.run([sys.executable, "-m", "slicebox.bench.make_clicklog", str(path),
+                    "--rows", str(CLICKLOG_ROWS)], check=True)
+
+
+def live_table(store: Store, started: float) -> Table:
+    table = Table(title=f"slicebox demo — {time.time() - started:.0f}s")
+    for column in ("job", "state", "cores", "samples", "samples/s", "quality", "reason"):
+        table.add_column(column, overflow="fold")
+    for job in store.jobs():
+        comp = job.composition
+        table.add_row(job.name, job.state.value,
+                      ",".join(map(str, comp.cores)) if comp and job.state.active else "-",
+                      f"{job.samples:,}" if job.samples else "-",
+                      f"{job.samples_per_s:,.0f}" if job.samples_per_s else "-",
+                      f"{job.quality:.4g}" if job.quality is not None else "-",
+                      job.reason)
+    return table
+
+
+def run_demo(home: Path, jobs_dir: Path, console: Console, fresh: bool = True) -> DemoResult:
+    state = home / "demo"
+    if fresh and state.exists():
+        shutil.rmtree(state)  # only the demo's own state: ~/.slicebox/demo
+    state.mkdir(parents=True, exist_ok=True)
+
+    pool = discover_local(home=home)
+    node = pool.nodes[0]
+    console.print(f"[bold]pool[/]: node {node.name}: {len(node.cores)} cores "
+                  f"({', '.join(f'NUMA {n}: {len(c)}' for n, c in node.cores_by_numa)}), "
+                  f"{node.memory_gib:.1f} GiB, {len(node.devices)} GPUs, volumes "
+                  + ", ".join(f"{v.name} ({v.tier.value}, {v.read_mbps:,.0f} MB/s)"
+                              for v in node.volumes))
+    root = jobs_dir.parent.parent  # the specs' relative paths are from the repository root
+    ensure_clicklog(root / "examples" / "data" / "clicks.npz", console)
+
+    store = Store.open(state)
+    placer = Placer(pool, load_profiles(state))
+    for path in sorted(jobs_dir.glob("*.yaml")):
+        job_id = submit_file(store, pool, placer, path, cwd=root)
+        console.print(f"submitted {path.name} as job {job_id}")
+
+    tracking_uri = default_tracking_uri(state)
+    profiles = load_profiles(state)
+    controller = Controller(store, pool, policies.get("fifo"), Placer(pool, profiles),
+                            LocalBackend(state, node=node.name), state,
+                            profiles=profiles, tracker=JobTracker(tracking_uri),
+                            interval=0.5)
+    started = time.time()
+    with Live(live_table(store, started), console=console, refresh_per_second=2) as live:
+        controller.run(until_idle=True,
+                       on_round=lambda _: live.update(live_table(store, started)))
+    save_profiles(state, controller.profiles)
+
+    now = time.time()
+    summaries = [report.summarise(store, job, now) for job in store.jobs()]
+    results = report.checks(store, summaries, pool)
+    points = store.utilisation(now)
+    first = min((p.time for p in points), default=started)
+    out = report.write_report(state / "report", summaries, results, points, pool, first)
+    console.print(report.summary_table(summaries))
+    for s in summaries:
+        console.print(f"  {s.name}: {s.composition}; staging: {s.staging}; "
+                      f"MLflow run {s.mlflow_run_id or '-'}", highlight=False)
+    if points:
+        console.print(Text.from_ansi(report.terminal_chart(points, pool, first)))
+    console.print(report.checks_table(results))
+    console.print(f"report: {out}/report.txt, {out}/utilisation.png, {out}/report.json")
+    console.print(f"MLflow runs: {tracking_uri} (experiment slicebox-jobs); "
+                  f"state: {state}")
+    ok = all(c.ok for c in results) and all(
+        j.state is JobState.SUCCEEDED for j in store.jobs())
+    store.close()
+    return DemoResult(ok, out, tracking_uri)

@@ -1,0 +1,518 @@
+"""Who holds what in a pool right now, with free capacity indexed for cheap placement.
+
+``PoolState`` is the one place usage is counted, for the live system, a dry-run ``plan``
+and the simulator alike. What it guarantees:
+
+* a core is never held by two jobs; a whole GPU by one job only;
+* fractional shares of a card add up to at most compute 1.0 and the card's memory;
+* MIG instances occupy the card's 8 memory slices by NVIDIA's placement rules, at most
+  7 compute slices, only on cards with MIG enabled (which then serve nothing else);
+* an ``allocate`` that would break any of that raises ``AllocationError`` and changes
+  nothing.
+
+Free capacity is indexed so a placement looks at a handful of candidates, not the pool:
+nodes by (kind, number of free whole GPUs), shared cards by (kind, compute left), MIG
+cards by (kind, free memory slices), nodes by free cores. Each index entry is an integer
+bitmask over node or device numbers, so the lowest-numbered candidate is one machine
+operation away, a copy costs a few list copies, and the state after ``allocate`` then
+``release`` is exactly the state before (no insertion order to disturb).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from slicebox.placement.plan import Composition, Plan
+from slicebox.placement.topology import MIG_COMPUTE, MIG_SLICES, Topology, bits
+from slicebox.pool.model import Pool
+from slicebox.pool.slices import Slice, SliceShape
+from slicebox.snapshot import Capacity, NodeView
+
+EPS = 1e-6  # float slack: 0.3 + 0.7 must fit in 1.0
+PCT = 100  # shared cards are bucketed by whole percent of compute left
+
+
+class AllocationError(ValueError):
+    """A composition conflicts with what is already held (or with the hardware)."""
+
+
+@dataclass
+class _Usage:
+    """The mutable counters; lists indexed by device (d) or node (n) number."""
+
+    whole_job: list[str | None]
+    frac_compute: list[float]
+    frac_memory: list[float]
+    frac_jobs: list[int]
+    mig_mask: list[int]  # occupied memory slices (existing instances are always occupied)
+    mig_compute: list[int]
+    mig_jobs: list[int]
+    mig_existing_used: list[int]  # bitmask over the card's existing instances in use
+    free_cores: list[list[int]]  # [n][numa position] bitmask of free cores
+    free_core_count: list[int]
+    free_memory: list[float]
+    node_jobs: list[int]
+    whole_free: list[dict[str, int]]  # [n] kind -> fully free non-MIG devices
+
+    def copy(self) -> _Usage:
+        return _Usage(self.whole_job.copy(), self.frac_compute.copy(), self.frac_memory.copy(),
+                      self.frac_jobs.copy(), self.mig_mask.copy(), self.mig_compute.copy(),
+                      self.mig_jobs.copy(), self.mig_existing_used.copy(),
+                      [m.copy() for m in self.free_cores], self.free_core_count.copy(),
+                      self.free_memory.copy(), self.node_jobs.copy(),
+                      [c.copy() for c in self.whole_free])
+
+
+@dataclass
+class _Index:
+    whole: dict[str, list[int]]  # kind -> [free count] -> node mask
+    shared: dict[str, dict[int, int]]  # kind -> percent of compute left -> device mask
+    mig: dict[str, list[int]]  # kind -> [free memory slices] -> device mask
+    mig_existing: dict[tuple[str, str], int]  # (kind, profile) -> cards with one unused
+    cores: tuple[dict[int, int], dict[int, int]]  # [has GPUs] free cores -> node mask
+    free_by_kind: dict[str, int]  # devices with nothing on them, MIG cards included
+
+    def copy(self) -> _Index:
+        return _Index({k: v.copy() for k, v in self.whole.items()},
+                      {k: v.copy() for k, v in self.shared.items()},
+                      {k: v.copy() for k, v in self.mig.items()}, self.mig_existing.copy(),
+                      (self.cores[0].copy(), self.cores[1].copy()), self.free_by_kind.copy())
+
+
+class PoolState:
+    """Usage of one pool: ``allocate`` / ``release`` compositions; indexed queries for placement."""
+
+    def __init__(self, pool: Pool, topology: Topology | None = None):
+        self.pool = pool
+        self.topo = topology or Topology.of(pool)
+        t = self.topo
+        n_dev, n_node = len(t.device), len(pool.nodes)
+        self._jobs: dict[str, Composition] = {}
+        self._u = _Usage(
+            whole_job=[None] * n_dev, frac_compute=[0.0] * n_dev, frac_memory=[0.0] * n_dev,
+            frac_jobs=[0] * n_dev, mig_mask=[0] * n_dev, mig_compute=[0] * n_dev,
+            mig_jobs=[0] * n_dev, mig_existing_used=[0] * n_dev,
+            free_cores=[list(m) for m in t.node_numa_cores],
+            free_core_count=[len(node.cores) for node in pool.nodes],
+            free_memory=[node.memory_gib for node in pool.nodes], node_jobs=[0] * n_node,
+            whole_free=[{} for _ in range(n_node)])
+        self._x = _Index(
+            whole={k: [0] * (t.max_whole_per_node.get(k, 0) + 1) for k in t.kinds},
+            shared={k: {} for k in t.kinds}, mig={k: [0] * (MIG_SLICES + 1) for k in t.kinds},
+            mig_existing={}, cores=({}, {}), free_by_kind=dict.fromkeys(t.kinds, 0))
+        for d in range(n_dev):
+            for inst in t.device[d].mig_instances:  # existing instances carve the card
+                p = t.mig_profile(d, inst.profile)
+                self._u.mig_mask[d] |= _slice_mask(inst.start, p.size)
+                self._u.mig_compute[d] += p.compute
+            self._index_device(d)
+        for n in range(n_node):
+            self._index_node(n)
+
+    # -- copies -------------------------------------------------------------------------
+    def copy(self) -> PoolState:
+        """An independent state with the same usage (the topology is shared, it never changes)."""
+        other = object.__new__(PoolState)
+        other.pool, other.topo = self.pool, self.topo
+        other._jobs = self._jobs.copy()
+        other._u = self._u.copy()
+        other._x = self._x.copy()
+        return other
+
+    def compositions(self) -> dict[str, Composition]:
+        return dict(self._jobs)
+
+    def composition(self, job_id: str) -> Composition | None:
+        return self._jobs.get(job_id)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._jobs
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    # -- the two mutations ----------------------------------------------------------------
+    def allocate(self, comp: Composition) -> None:
+        """Hand ``comp``'s slices, cores and memory to its job; AllocationError on conflict."""
+        n, devices = self._check(comp)
+        self._unindex_node(n)
+        for d in devices:
+            self._unindex_device(d)
+        u = self._u
+        for s, d in zip(comp.slices, devices, strict=True):
+            if s.shape is SliceShape.WHOLE:
+                u.whole_job[d] = comp.job_id
+            elif s.shape is SliceShape.FRACTION:
+                u.frac_compute[d] += s.compute
+                u.frac_memory[d] += s.memory_gib
+                u.frac_jobs[d] += 1
+            else:
+                u.mig_jobs[d] += 1
+                existing = self._existing_instance(d, s)
+                if existing is not None:
+                    u.mig_existing_used[d] |= 1 << existing
+                else:
+                    p = self.topo.mig_profile(d, s.mig_profile or "")
+                    u.mig_mask[d] |= _slice_mask(s.mig_start or 0, p.size)
+                    u.mig_compute[d] += p.compute
+        for core in comp.cores:
+            u.free_cores[n][self._numa_pos_of_core(n, core) or 0] &= ~(1 << core)
+        u.free_core_count[n] -= len(comp.cores)
+        u.free_memory[n] -= comp.memory_gib
+        u.node_jobs[n] += 1
+        for d in devices:
+            self._index_device(d)
+        self._index_node(n)
+        self._jobs[comp.job_id] = comp
+
+    def apply(self, plan: Plan) -> None:
+        """Carry out a plan: release its stops, then allocate its starts."""
+        for job_id in plan.stop:
+            if job_id in self._jobs:
+                self.release(job_id)
+        for comp in plan.start:
+            self.allocate(comp)
+
+    def release(self, job_id: str) -> Composition:
+        """Give back everything ``job_id`` holds; KeyError when it holds nothing."""
+        comp = self._jobs.pop(job_id, None)
+        if comp is None:
+            raise KeyError(f"job {job_id!r} holds nothing in pool {self.pool.name}")
+        t, u = self.topo, self._u
+        n = t.node_index[comp.node]
+        devices = [t.dev_at[(n, s.device)] for s in comp.slices]
+        self._unindex_node(n)
+        for d in dict.fromkeys(devices):
+            self._unindex_device(d)
+        for s, d in zip(comp.slices, devices, strict=True):
+            if s.shape is SliceShape.WHOLE:
+                u.whole_job[d] = None
+            elif s.shape is SliceShape.FRACTION:
+                u.frac_jobs[d] -= 1
+                # Reset rather than subtract when the card empties: no float dust left over.
+                u.frac_compute[d] = u.frac_compute[d] - s.compute if u.frac_jobs[d] else 0.0
+                u.frac_memory[d] = u.frac_memory[d] - s.memory_gib if u.frac_jobs[d] else 0.0
+            else:
+                u.mig_jobs[d] -= 1
+                existing = self._existing_instance(d, s, in_use=True)
+                if existing is not None:
+                    u.mig_existing_used[d] &= ~(1 << existing)
+                else:
+                    p = t.mig_profile(d, s.mig_profile or "")
+                    u.mig_mask[d] &= ~_slice_mask(s.mig_start or 0, p.size)
+                    u.mig_compute[d] -= p.compute
+        for core in comp.cores:
+            u.free_cores[n][self._numa_pos_of_core(n, core) or 0] |= 1 << core
+        u.free_core_count[n] += len(comp.cores)
+        u.node_jobs[n] -= 1
+        # An idle node gets its exact memory back: no float dust after many jobs.
+        u.free_memory[n] = (u.free_memory[n] + comp.memory_gib if u.node_jobs[n]
+                            else self.pool.nodes[n].memory_gib)
+        for d in dict.fromkeys(devices):
+            self._index_device(d)
+        self._index_node(n)
+        return comp
+
+    # -- validation -----------------------------------------------------------------------
+    def _check(self, comp: Composition) -> tuple[int, list[int]]:
+        t, u = self.topo, self._u
+        who = f"job {comp.job_id}"
+        if comp.job_id in self._jobs:
+            raise AllocationError(f"{who} already holds {self._jobs[comp.job_id].describe()}")
+        n = t.node_index.get(comp.node)
+        if n is None:
+            raise AllocationError(f"{who}: no node {comp.node!r} in pool {self.pool.name}")
+        if comp.memory_gib < 0:
+            raise AllocationError(f"{who}: memory_gib is negative ({comp.memory_gib})")
+        if comp.memory_gib > u.free_memory[n] + EPS:
+            raise AllocationError(f"{who}: node {comp.node} has {u.free_memory[n]:g} GiB memory "
+                                  f"free, {comp.memory_gib:g} GiB asked")
+        if len(set(comp.cores)) != len(comp.cores):
+            raise AllocationError(f"{who}: a core is listed twice in {list(comp.cores)}")
+        for core in comp.cores:
+            k = self._numa_pos_of_core(n, core)
+            if k is None:
+                raise AllocationError(f"{who}: core {core} is not on node {comp.node}")
+            if not u.free_cores[n][k] >> core & 1:
+                raise AllocationError(f"{who}: core {core} on node {comp.node} is held by "
+                                      f"job {self._core_holder(comp.node, core)}")
+        devices: list[int] = []
+        for s in comp.slices:
+            d = self._check_slice(comp, n, s, devices)
+            devices.append(d)
+        return n, devices
+
+    def _check_slice(self, comp: Composition, n: int, s: Slice, earlier: list[int]) -> int:
+        t, u = self.topo, self._u
+        where = f"job {comp.job_id}: {comp.node}/gpu{s.device}"
+        if s.node != comp.node:
+            raise AllocationError(f"job {comp.job_id}: slice on node {s.node} in a composition "
+                                  f"for node {comp.node}")
+        d = t.dev_at.get((n, s.device))
+        if d is None:
+            raise AllocationError(f"{where} does not exist")
+        if d in earlier:
+            raise AllocationError(f"{where} appears twice in one composition")
+        if s.kind != t.dev_kind[d]:
+            raise AllocationError(f"{where} is a {t.dev_kind[d]}, not a {s.kind}")
+        if s.shape is not SliceShape.MIG and t.dev_mig[d]:
+            raise AllocationError(f"{where} has MIG enabled: it can only be used as MIG "
+                                  "instances")
+        if s.shape is SliceShape.WHOLE:
+            if not self._fully_free(d):
+                raise AllocationError(f"{where} is in use ({self._device_holders(d)})")
+        elif s.shape is SliceShape.FRACTION:
+            if u.whole_job[d] is not None:
+                raise AllocationError(f"{where} is held whole by job {u.whole_job[d]}")
+            if not 0 < s.compute <= 1 or u.frac_compute[d] + s.compute > 1 + EPS:
+                raise AllocationError(f"{where} has {1 - u.frac_compute[d]:.2f} compute left, "
+                                      f"{s.compute:.2f} asked")
+            if u.frac_memory[d] + s.memory_gib > t.dev_memory[d] + EPS:
+                raise AllocationError(f"{where} has {t.dev_memory[d] - u.frac_memory[d]:g} GiB "
+                                      f"left, {s.memory_gib:g} GiB asked")
+        else:
+            self._check_mig(where, d, s)
+        return d
+
+    def _check_mig(self, where: str, d: int, s: Slice) -> None:
+        t, u = self.topo, self._u
+        if not t.dev_mig[d]:
+            raise AllocationError(f"{where} does not have MIG enabled")
+        try:
+            p = t.mig_profile(d, s.mig_profile or "")
+        except KeyError as exc:
+            raise AllocationError(f"{where}: {exc.args[0]}") from None
+        existing = self._existing_instance(d, s)
+        if existing is not None:
+            return
+        if any(m.uuid == s.uuid for m in t.device[d].mig_instances):
+            raise AllocationError(f"{where}: MIG instance {s.uuid} is already in use")
+        start = s.mig_start
+        if start is None or start not in p.starts:
+            raise AllocationError(f"{where}: {p.name} may start at {list(p.starts)}, "
+                                  f"not {start}")
+        if u.mig_mask[d] & _slice_mask(start, p.size):
+            raise AllocationError(f"{where}: memory slices {start}-{start + p.size - 1} are "
+                                  "taken by another MIG instance")
+        if u.mig_compute[d] + p.compute > MIG_COMPUTE:
+            raise AllocationError(f"{where}: only {MIG_COMPUTE - u.mig_compute[d]} compute "
+                                  f"slices left, {p.name} needs {p.compute}")
+
+    def _existing_instance(self, d: int, s: Slice, in_use: bool = False) -> int | None:
+        """Position of the existing instance ``s`` names (by UUID), if free (or, on release,
+        held)."""
+        used = self._u.mig_existing_used[d]
+        for i, inst in enumerate(self.topo.device[d].mig_instances):
+            if inst.uuid == s.uuid and inst.profile == s.mig_profile:
+                return i if bool(used >> i & 1) == in_use else None
+        return None
+
+    def _numa_pos_of_core(self, n: int, core: int) -> int | None:
+        for k, mask in enumerate(self.topo.node_numa_cores[n]):
+            if mask >> core & 1:
+                return k
+        return None
+
+    def _core_holder(self, node: str, core: int) -> str:
+        for job, c in self._jobs.items():
+            if c.node == node and core in c.cores:
+                return job
+        return "?"
+
+    def _device_holders(self, d: int) -> str:
+        name = self.pool.nodes[self.topo.dev_node[d]].name
+        index = self.topo.device[d].index
+        jobs = [j for j, c in self._jobs.items()
+                if c.node == name and any(s.device == index for s in c.slices)]
+        return "held by " + ", ".join(jobs) if jobs else "busy"
+
+    # -- the indexes ----------------------------------------------------------------------
+    def _fully_free(self, d: int) -> bool:
+        u = self._u
+        return u.whole_job[d] is None and not u.frac_jobs[d] and not u.mig_jobs[d]
+
+    def _index_device(self, d: int, on: bool = True) -> None:
+        """Add (``on``) or remove device ``d`` from every index its current usage puts it in.
+
+        Removal must run before a change and addition after it, so both see the usage they
+        describe; the node-level whole-GPU buckets are redone by ``_index_node``.
+        """
+        t, u, x = self.topo, self._u, self._x
+        kind = t.dev_kind[d]
+        bit = 1 << d
+        step = 1 if on else -1
+        if self._fully_free(d):
+            x.free_by_kind[kind] += step
+            if not t.dev_mig[d]:
+                counts = u.whole_free[t.dev_node[d]]
+                counts[kind] = counts.get(kind, 0) + step
+        if t.dev_mig[d]:
+            free = MIG_SLICES - u.mig_mask[d].bit_count()
+            x.mig[kind][free] = x.mig[kind][free] | bit if on else x.mig[kind][free] & ~bit
+            used = u.mig_existing_used[d]
+            for i, inst in enumerate(t.device[d].mig_instances):
+                if not used >> i & 1:
+                    key = (kind, inst.profile)
+                    mask = x.mig_existing.get(key, 0)
+                    x.mig_existing[key] = mask | bit if on else mask & ~bit
+        elif u.frac_jobs[d]:
+            pct = int((1.0 - u.frac_compute[d]) * PCT + EPS)
+            if pct > 0:
+                _toggle(x.shared[kind], pct, bit, on)
+
+    def _unindex_device(self, d: int) -> None:
+        self._index_device(d, on=False)
+
+    def _index_node(self, n: int, on: bool = True) -> None:
+        u, x = self._u, self._x
+        bit = 1 << n
+        for kind, count in u.whole_free[n].items():
+            if count > 0:
+                bucket = x.whole[kind]
+                bucket[count] = bucket[count] | bit if on else bucket[count] & ~bit
+        if u.free_core_count[n] > 0:
+            _toggle(x.cores[self.topo.node_has_gpu[n]], u.free_core_count[n], bit, on)
+
+    def _unindex_node(self, n: int) -> None:
+        self._index_node(n, on=False)
+
+    # -- queries for placement ------------------------------------------------------------
+    def nodes_with_free_gpus(self, kind: str, count: int) -> Iterator[int]:
+        """Nodes with at least ``count`` free whole GPUs of ``kind``: tightest first (best fit),
+        then by node number."""
+        buckets = self._x.whole.get(kind, ())
+        for free in range(max(count, 1), len(buckets)):
+            yield from bits(buckets[free])
+
+    def largest_free_set(self, kind: str) -> int:
+        buckets = self._x.whole.get(kind, ())
+        for free in range(len(buckets) - 1, 0, -1):
+            if buckets[free]:
+                return free
+        return 0
+
+    def free_gpus_on(self, n: int, kind: str) -> list[int]:
+        """Devices of ``kind`` on node ``n`` that nobody uses (not MIG-enabled)."""
+        t = self.topo
+        return [d for d in t.node_devices[n]
+                if t.dev_kind[d] == kind and not t.dev_mig[d] and self._fully_free(d)]
+
+    def shared_cards(self, kind: str, compute: float) -> Iterator[int]:
+        """Partly shared cards of ``kind`` that may have ``compute`` left, least left first."""
+        buckets = self._x.shared.get(kind, {})
+        if not buckets:
+            return
+        for pct in range(int(compute * PCT - EPS), PCT + 1):
+            mask = buckets.get(pct)
+            if mask:
+                yield from bits(mask)
+
+    def is_free(self, d: int) -> bool:
+        """Nobody uses device ``d`` at all."""
+        return self._fully_free(d)
+
+    def share_fits(self, d: int, fraction: float, memory_gib: float) -> bool:
+        """A ``fraction`` share with ``memory_gib`` fits on non-MIG device ``d`` now."""
+        u = self._u
+        return (not self.topo.dev_mig[d] and u.whole_job[d] is None
+                and u.frac_compute[d] + fraction <= 1 + EPS
+                and u.frac_memory[d] + memory_gib <= self.topo.dev_memory[d] + EPS)
+
+    def shared_room(self, d: int) -> tuple[float, float]:
+        """(compute, memory GiB) left on a shared card."""
+        u = self._u
+        return 1.0 - u.frac_compute[d], self.topo.dev_memory[d] - u.frac_memory[d]
+
+    def mig_cards(self, kind: str, size: int) -> Iterator[int]:
+        """MIG cards of ``kind`` with at least ``size`` free memory slices, fullest first."""
+        buckets = self._x.mig.get(kind, ())
+        for free in range(size, len(buckets)):
+            yield from bits(buckets[free])
+
+    def mig_usage(self, d: int) -> tuple[int, int]:
+        """(occupied memory-slice mask, compute slices used) of a MIG card."""
+        return self._u.mig_mask[d], self._u.mig_compute[d]
+
+    def cards_with_unused_instance(self, kind: str, profile: str) -> Iterator[int]:
+        yield from bits(self._x.mig_existing.get((kind, profile), 0))
+
+    def unused_instances(self, d: int, profile: str) -> list[int]:
+        used = self._u.mig_existing_used[d]
+        return [i for i, m in enumerate(self.topo.device[d].mig_instances)
+                if m.profile == profile and not used >> i & 1]
+
+    def nodes_with_free_cores(self, cores: int, gpu_nodes: bool) -> Iterator[int]:
+        """Nodes (with GPUs or without) with at least ``cores`` free cores, fewest first."""
+        buckets = self._x.cores[gpu_nodes]
+        for free in sorted(k for k in buckets if k >= cores):
+            yield from bits(buckets[free])
+
+    def most_free_cores(self) -> int:
+        return max((k for buckets in self._x.cores for k in buckets), default=0)
+
+    def free_core_count(self, n: int) -> int:
+        return self._u.free_core_count[n]
+
+    def free_cores(self, n: int) -> list[tuple[int, int]]:
+        """(NUMA node id, free-core bitmask) for each NUMA node of node ``n``."""
+        return list(zip(self.topo.node_numa[n], self._u.free_cores[n], strict=True))
+
+    def free_memory(self, n: int) -> float:
+        return self._u.free_memory[n]
+
+    def capacity(self) -> Capacity:
+        t, u = self.topo, self._u
+        return Capacity(
+            total_gpus=MappingProxyType(dict(t.total_by_kind)),
+            free_gpus=MappingProxyType(dict(self._x.free_by_kind)),
+            total_cpus=t.total_cores, free_cpus=sum(u.free_core_count),
+            total_memory_gib=t.total_memory_gib, free_memory_gib=sum(u.free_memory))
+
+    def node_views(self) -> tuple[NodeView, ...]:
+        """Per-node free resources for policies that score placements themselves (FGD).
+
+        ``free_gpu[i]`` is the free compute share of the node's i-th device: 1.0 for an
+        unused card, what shares leave, or the free compute slices of a MIG card over 7.
+        """
+        t, u = self.topo, self._u
+        views = []
+        for n, node in enumerate(self.pool.nodes):
+            free = []
+            for d in t.node_devices[n]:
+                if t.dev_mig[d]:
+                    free.append((MIG_COMPUTE - u.mig_compute[d]) / MIG_COMPUTE)
+                elif u.whole_job[d] is not None:
+                    free.append(0.0)
+                else:
+                    free.append(max(0.0, 1.0 - u.frac_compute[d]))
+            kind = t.dev_kind[t.node_devices[n][0]] if t.node_devices[n] else None
+            views.append(NodeView(node.name, kind, tuple(free), float(u.free_core_count[n]),
+                                  u.free_memory[n]))
+        return tuple(views)
+
+    def free_whole_gpus(self, kind: str) -> int:
+        """Free whole (non-MIG) GPUs of ``kind`` across the pool."""
+        return sum(count * mask.bit_count()
+                   for count, mask in enumerate(self._x.whole.get(kind, ())))
+
+    def fingerprint(self) -> tuple[object, ...]:
+        """Everything that defines this usage, comparable with ``==`` (tests, assertions)."""
+        u = self._u
+        return (tuple(sorted(self._jobs)), tuple(u.whole_job), tuple(u.frac_jobs),
+                tuple(u.mig_mask), tuple(u.mig_existing_used), tuple(map(tuple, u.free_cores)),
+                tuple(round(m, 6) for m in u.free_memory))
+
+
+def _slice_mask(start: int, size: int) -> int:
+    return ((1 << size) - 1) << start
+
+
+def _toggle(buckets: dict[int, int], key: int, bit: int, on: bool) -> None:
+    mask = buckets.get(key, 0)
+    mask = mask | bit if on else mask & ~bit
+    if mask:
+        buckets[key] = mask
+    else:
+        buckets.pop(key, None)

@@ -1,0 +1,266 @@
+"""Slicebox's own policy: everything the snapshot knows, used to cut job completion time.
+
+- **Order**: shortest remaining time first, where the time is the job's remaining work
+  at its speed on the fastest kind it may use (profiles), not a reference GPU.
+- **Fairness guard**: a job whose finish-time-fairness estimate (time since submission
+  plus remaining time, over its time alone on the pool) passes ``guard_rho`` is served
+  before everything else, oldest first, so that no job starves behind short ones.
+- **Limited preemption**: a running job keeps its GPUs unless a waiting job would finish
+  ``preempt_ratio`` times sooner; restarts cost checkpoint time, so SRTF's every-arrival
+  preemption is a loss on real jobs.
+- **Heterogeneity**: each job takes the fastest allowed kind with room; a running job on
+  a slow kind moves to a faster one left idle when that saves a large share of its
+  remaining time (``upgrade_gain``), paying one restart.
+- **Right-sizing and packing**: a job that asks for a fraction of a GPU is placed by
+  FGD's fragmentation measure (node/device hints); whole-GPU jobs go best-fit.
+- **CPU and memory**: where the profiles know a job's sensitivity, it gets the fewest
+  cores that reach its best speed on a node with room (Synergy-style), or at least the
+  cores that keep its requested speed.
+- **Data locality**: a job whose large data set is already on a node (another running
+  job reads it there) is hinted to that node when it has room.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from slicebox.policies import common, resources
+from slicebox.policies.base import Policy
+from slicebox.policies.fgd import place_one, target_from
+from slicebox.policies.fragmentation import NodeTable
+from slicebox.policies.registry import POLICIES
+from slicebox.policies.synergy import NodeRoom, RoomCache
+from slicebox.snapshot import Assignment, ClusterSnapshot, Decision, JobView
+
+_GUARD = -1e18  # sort key offset of guarded jobs: before every other job
+
+
+@POLICIES.register("slicebox", "slicebox-own")
+class SliceboxPolicy(Policy):
+    name = "slicebox"
+    preemptive = True
+    progress_when_contended = True
+    preempt_ratio: ClassVar[float] = 4.0
+    guard_rho: ClassVar[float] = 8.0
+    upgrade_gain: ClassVar[float] = 0.3  # move if it saves this share of the remaining time
+    upgrade_min_seconds: ClassVar[float] = 1800.0
+    locality_gib: ClassVar[float] = 10.0  # data sets at least this big are worth following
+
+    reserve_scale: ClassVar[float] = 1.5  # reserve = min(1, scale x pool pressure)
+
+    def __init__(self) -> None:
+        self._rooms = RoomCache()  # a memo of node arrays between decisions
+
+    def decide(self, snapshot: ClusterSnapshot) -> Decision:
+        jobs = snapshot.jobs
+        if not jobs:
+            return Decision(())
+        kinds = sorted(snapshot.capacity.total_gpus)
+        table = common.RateTable(snapshot, kinds)
+        running, waiting = common.split(jobs)
+        if common.free_fits(waiting, snapshot):
+            # Everything waiting fits in the free GPUs: nobody is preempted, so only the
+            # waiting jobs need ranking (a decision then costs the queue, not the pool).
+            considered: tuple[JobView, ...] = tuple(waiting)
+            budget = common.GpuBudget(snapshot.capacity.free_gpus)
+            chosen: list[tuple[JobView, str | None]] = []
+            if len(kinds) > 1:
+                chosen = [(j, j.current.kind if j.current else None) for j in running]
+        else:
+            considered = jobs
+            budget = common.GpuBudget(snapshot.capacity.total_gpus)
+            chosen = []
+        rates = table.matrix(considered)  # work/s at the job's size on each kind
+        keys = self._keys(snapshot, considered, rates, kinds)
+        for i in np.argsort(keys, kind="stable"):
+            job = considered[int(i)]
+            if job.current is not None:
+                if budget.take_job(job, ()) is not None:
+                    chosen.append((job, job.current.kind))
+                continue
+            kind = self._fastest_with_room(job, rates[int(i)], kinds, budget)
+            if kind is not None or common.share(job) == 0:
+                if kind is not None:
+                    budget.take(kind, common.share(job))
+                chosen.append((job, kind))
+        moves = (self._upgrades(table, kinds, budget, chosen) if len(kinds) > 1 else {})
+        out = self._assignments(snapshot, chosen, moves)
+        if considered is not jobs and len(kinds) <= 1:
+            # Fast path on a one-kind pool: running jobs were not ranked, they all stay.
+            out = [j.current for j in running if j.current is not None] + out
+        return Decision(tuple(out))
+
+    # -- ordering --------------------------------------------------------------------
+
+    def _keys(self, snapshot: ClusterSnapshot, jobs: tuple[JobView, ...], rates: np.ndarray,
+              kinds: list[str]) -> np.ndarray:
+        best = rates.max(axis=1, initial=0.0)
+        remaining = np.fromiter((j.remaining_work if j.remaining_work is not None else np.inf
+                                 for j in jobs), float, len(jobs))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            est = np.where(best > 0, remaining / best, common.remaining_seconds(jobs))
+        age = snapshot.now - common.submitted(jobs)
+        total = np.fromiter((self._total_work(j) for j in jobs), float, len(jobs))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alone = np.where(best > 0, total / best, np.inf)
+            rho = (age + est) / alone
+        keys = est.copy()
+        for i, job in enumerate(jobs):
+            if job.current is not None:
+                # Hysteresis: a waiting job must be preempt_ratio times shorter to win.
+                k = kinds.index(job.current.kind) if job.current.kind in kinds else -1
+                now_rate = rates[i, k] if k >= 0 else best[i]
+                keys[i] = (remaining[i] / now_rate if now_rate > 0 else est[i]) \
+                    / self.preempt_ratio
+        guarded = np.isfinite(rho) & (rho > self.guard_rho)
+        return np.where(guarded, _GUARD - age, keys)
+
+    @staticmethod
+    def _total_work(job: JobView) -> float:
+        # Remaining work plus the work done so far (attained GPU-seconds at the
+        # reference rate); only its order of magnitude matters for the guard.
+        done = job.attained_gpu_seconds * (job.reference_rate or 0.0)
+        return (job.remaining_work or 0.0) + done
+
+    @staticmethod
+    def _fastest_with_room(job: JobView, rates: np.ndarray, kinds: list[str],
+                           budget: common.GpuBudget) -> str | None:
+        gpus = common.share(job)
+        best_kind, best_rate = None, 0.0
+        for k, kind in enumerate(kinds):
+            if rates[k] > best_rate and budget.fits(kind, gpus):
+                best_kind, best_rate = kind, rates[k]
+        return best_kind
+
+    # -- heterogeneity: move running jobs up to idle faster kinds ----------------------
+
+    def _upgrades(self, table: common.RateTable, kinds: list[str], budget: common.GpuBudget,
+                  chosen: list[tuple[JobView, str | None]]) -> dict[str, str]:
+        moves: dict[str, str] = {}
+        candidates = []
+        for job, kind in chosen:
+            if job.current is None or kind is None or kind not in kinds:
+                continue
+            rates = table.rates(job)
+            remaining = job.remaining_work or 0.0
+            now_rate = rates[kinds.index(kind)]
+            if now_rate <= 0:
+                continue
+            for k, other in enumerate(kinds):
+                faster = rates[k]
+                if faster <= now_rate:
+                    continue
+                saved = remaining / now_rate - remaining / faster
+                if saved >= max(self.upgrade_gain * remaining / now_rate,
+                                self.upgrade_min_seconds):
+                    candidates.append((saved, job.id, kind, other, common.share(job)))
+        for _saved, job_id, old, new, gpus in sorted(candidates, reverse=True):
+            if job_id in moves or not budget.fits(new, gpus):
+                continue
+            budget.take(new, gpus)
+            budget.take(old, -gpus)
+            moves[job_id] = new
+        return moves
+
+    # -- shapes and hints ------------------------------------------------------------------
+
+    def _assignments(self, snapshot: ClusterSnapshot, chosen: list[tuple[JobView, str | None]],
+                     moves: dict[str, str]) -> list[Assignment]:
+        nodes = snapshot.nodes
+        out: list[Assignment] = []
+        todo: list[tuple[JobView, str | None]] = []
+        for job, kind in chosen:
+            current = job.current
+            if current is None:
+                todo.append((job, kind))
+            elif moves and job.id in moves:
+                out.append(Assignment(job.id, job.demand.gpus, moves[job.id]))
+            else:
+                out.append(current)
+        if not todo:
+            return out
+        cpu_aware = bool(nodes) and isinstance(snapshot.profiles, resources.ResourceAware)
+        room = self._rooms.room(snapshot) if nodes else None
+        frag: NodeTable | None = None
+        node_size = int(room.size.max(initial=0)) if room is not None else 0
+        data_nodes: dict[str, list[str]] | None = None
+        reserve = self._reserve(snapshot, sum(common.share(j) for j, _ in todo)) \
+            if cpu_aware else 1.0
+        for job, kind in todo:
+            demand = job.demand
+            if demand.fraction is not None and nodes:
+                if frag is None:
+                    frag = NodeTable.from_views(nodes, target_from(snapshot))
+                hinted = place_one(frag, job)
+                if hinted is not None:
+                    out.append(hinted)
+                continue
+            if room is None or demand.gpus == 0 or demand.gpus > node_size:
+                out.append(Assignment(job.id, demand.gpus, kind))
+                continue
+            if data_nodes is None and job.dataset is not None and \
+                    job.dataset.size_gib >= self.locality_gib:
+                data_nodes = self._data_nodes(snapshot)
+            out.append(self._sized(job, kind, snapshot, room, cpu_aware, data_nodes or {},
+                                   reserve))
+        return out
+
+    def _sized(self, job: JobView, kind: str | None, snapshot: ClusterSnapshot, room: NodeRoom,
+               cpu_aware: bool, data_nodes: dict[str, list[str]], reserve: float
+               ) -> Assignment:
+        """Cores (when sensitivity is known) and a node hint for one waiting job."""
+        demand = job.demand
+        gpus, memory = demand.gpus, demand.memory_gib
+        cpus = demand.cpus
+        node: int | None = None
+        if job.dataset is not None and job.dataset.size_gib >= self.locality_gib:
+            for name in data_nodes.get(job.dataset.key, ()):
+                i = room.names.index(name) if name in room.names else -1
+                if i >= 0 and room.gpus[i] >= gpus and room.cpus[i] >= cpus and \
+                        (kind is None or room.kinds[i] == kind):
+                    node = i
+                    break
+        if cpu_aware:
+            best, fewest, _ = resources.core_options(job, snapshot.profiles,
+                                                     int(room.cpus.max(initial=1)))
+            if node is None:
+                node = self._best_fit(room, job, kind, gpus, fewest, memory)
+            if node is not None:
+                cpus = resources.cores_to_give(best, fewest, room.cpus[node],
+                                               room.gpus[node] - gpus, demand.cpus / gpus,
+                                               reserve)
+        if node is None:
+            return Assignment(job.id, gpus, kind)
+        room.take(node, gpus, cpus, memory)
+        return Assignment(job.id, gpus, room.kinds[node] or kind, int(cpus), memory,
+                          room.names[node])
+
+    def _reserve(self, snapshot: ClusterSnapshot, waiting_gpus: float) -> float:
+        """Share of the proportional cores kept for a node's free GPUs: all of them when
+        the pool is busy, little when it is mostly idle (cores that no GPU job will ask
+        for soon are better spent speeding up the jobs that run)."""
+        return min(1.0, self.reserve_scale * resources.pressure(snapshot, waiting_gpus))
+
+    @staticmethod
+    def _best_fit(room: NodeRoom, job: JobView, kind: str | None, gpus: int, cpus: int,
+                  memory: float) -> int | None:
+        ok = (room.gpus >= gpus) & (room.cpus >= cpus) & (room.memory >= memory - 1e-9)
+        if kind is not None:
+            ok &= room.kind_array == kind
+        elif job.demand.kinds:
+            ok &= np.isin(room.kind_array, job.demand.kinds)
+        if not ok.any():
+            return None
+        # Fewest free GPUs that still hold the job (packing), then most free cores.
+        score = np.where(ok, room.gpus * 1024.0 - room.cpus, np.inf)
+        return int(np.argmin(score))
+
+    @staticmethod
+    def _data_nodes(snapshot: ClusterSnapshot) -> dict[str, list[str]]:
+        where: dict[str, list[str]] = {}
+        for job in snapshot.jobs:
+            if job.current is not None and job.current.node and job.dataset is not None:
+                where.setdefault(job.dataset.key, []).append(job.current.node)
+        return where

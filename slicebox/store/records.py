@@ -1,0 +1,127 @@
+"""What the store hands out: frozen values, never live ORM rows (they would go stale)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from slicebox.placement.plan import Composition
+from slicebox.snapshot import JobState
+from slicebox.spec.job import JobSpec
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """A graceful stop under way: the job ends in ``to_state`` once its process is gone."""
+
+    to_state: JobState
+    reason: str
+    requested_at: float | None  # None: asked for, not yet signalled
+    deadline: float | None  # SIGKILL after this
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    name: str
+    spec: JobSpec
+    state: JobState
+    reason: str
+    priority: int
+    submitted_at: float
+    workdir: str | None = None
+    dataset_size_gib: float | None = None
+    started_at: float | None = None
+    first_started_at: float | None = None
+    finished_at: float | None = None
+    run_seconds: float = 0.0
+    exit_code: int | None = None
+    attempt: int = 0
+    preemptions: int = 0
+    pid: int | None = None
+    pid_start_time: float | None = None
+    controller_id: str | None = None
+    node: str | None = None
+    composition: Composition | None = None
+    log_path: str | None = None
+    log_offset: int = 0
+    cancel_requested: bool = False
+    stop: StopRequest | None = None
+    samples: int | None = None
+    quality: float | None = None
+    samples_per_s: float | None = None
+    reported_at: float | None = None
+    mlflow_run_id: str | None = None
+
+    def ran_for(self, now: float) -> float:
+        """Seconds of running, over all attempts (what a time limit counts)."""
+        running = self.state is JobState.RUNNING and self.started_at is not None
+        current = now - self.started_at if running and self.started_at else 0.0
+        return self.run_seconds + max(current, 0.0)
+
+    @property
+    def wait_seconds(self) -> float | None:
+        if self.first_started_at is None:
+            return None
+        return self.first_started_at - self.submitted_at
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    job_id: str
+    time: float
+    from_state: str | None
+    kind: str  # a JobState value for a transition, else e.g. "staged", "reused", "waiting"
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """A staged copy of a dataset on one volume of one node."""
+
+    key: str
+    node: str
+    volume: str
+    path: str
+    size_gib: float
+    last_used: float
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class ProgressSample:
+    job_id: str
+    attempt: int
+    time: float
+    samples: int | None
+    quality: float | None
+    samples_per_s: float | None
+
+
+@dataclass(frozen=True)
+class CompositionRecord:
+    job_id: str
+    attempt: int
+    node: str
+    composition: Composition
+    started_at: float
+    ended_at: float | None
+
+
+@dataclass(frozen=True)
+class UtilisationPoint:
+    """What was held from ``time`` until the next point."""
+
+    time: float
+    gpus: float
+    cores: int
+    memory_gib: float
+    jobs: int
+
+
+@dataclass(frozen=True)
+class Lease:
+    controller_id: str
+    heartbeat: float

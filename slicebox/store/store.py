@@ -1,0 +1,469 @@
+"""The durable state of Slicebox: jobs, their events, compositions, datasets, progress.
+
+Every method is one transaction. A state change and the event that explains it are
+written together or not at all, so the event log is always the job's true history.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from slicebox.placement.plan import Composition
+from slicebox.snapshot import JobState
+from slicebox.spec.job import JobSpec
+from slicebox.store import history, leases, transitions
+from slicebox.store.codec import composition_from_json, composition_to_json
+from slicebox.store.engine import DEFAULT_STATE_DIR, make_engine, sqlite_url
+from slicebox.store.records import (
+    CompositionRecord,
+    DatasetRecord,
+    EventRecord,
+    JobRecord,
+    Lease,
+    ProgressSample,
+    StopRequest,
+    UtilisationPoint,
+)
+from slicebox.store.schema import (
+    Base,
+    CompositionRow,
+    DatasetRow,
+    EventRow,
+    JobRow,
+    KeyValueRow,
+    ProgressRow,
+)
+from slicebox.store.transitions import IllegalTransition, StoreError, UnknownJob
+
+ACTIVE = (JobState.STAGING, JobState.RUNNING)
+WAITING = (JobState.QUEUED, JobState.PREEMPTED)
+
+
+class Store:
+    """Open with ``Store.open(state)``: a directory (SQLite inside) or a database URL."""
+
+    def __init__(self, url: str, state_dir: Path | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.url = url
+        self.state_dir = state_dir
+        self._clock = clock
+        self._engine = make_engine(url)
+        Base.metadata.create_all(self._engine)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, state: str | Path | None = None,
+             clock: Callable[[], float] = time.time) -> Store:
+        """``state``: a state directory (default ``~/.slicebox``) or a database URL such as
+        ``postgresql+psycopg://user@host/slicebox``."""
+        if state is not None and "://" in str(state):
+            return cls(str(state), None, clock)
+        state_dir = Path(state or DEFAULT_STATE_DIR).expanduser().resolve()
+        state_dir.mkdir(parents=True, exist_ok=True)
+        return cls(sqlite_url(state_dir), state_dir, clock)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    # ---- jobs -------------------------------------------------------------------------
+
+    def submit(self, spec: JobSpec, *, check: Callable[[JobSpec], None] | None = None,
+               workdir: str | None = None, dataset_size_gib: float | None = None) -> str:
+        """Queue a job and return its id. ``check`` runs first; if it raises, nothing is
+        written (the error reaches the caller unchanged)."""
+        if check is not None:
+            check(spec)
+        now = self._clock()
+        job_id = secrets.token_hex(4)
+        with self._tx() as s:
+            s.add(JobRow(id=job_id, name=spec.name, spec=spec.model_dump(mode="json"),
+                         state=JobState.QUEUED.value, reason="submitted",
+                         priority=spec.priority, workdir=workdir,
+                         dataset_size_gib=dataset_size_gib, submitted_at=now))
+            s.flush()  # the job row first: the event refers to it
+            s.add(EventRow(job_id=job_id, time=now, from_state=None, kind=JobState.QUEUED.value,
+                           reason="submitted", details={"name": spec.name}))
+        return job_id
+
+    def job(self, job_id: str) -> JobRecord:
+        with self._tx() as s:
+            return _record(_row(s, job_id))
+
+    def find(self, ref: str) -> JobRecord:
+        """A job by id, unique id prefix, or unique name (what a CLI user types)."""
+        with self._tx() as s:
+            row = s.get(JobRow, ref)
+            if row is None:
+                rows = s.scalars(select(JobRow).where(JobRow.id.startswith(ref))).all()
+                if not rows:
+                    rows = s.scalars(select(JobRow).where(JobRow.name == ref)).all()
+                if len(rows) > 1:
+                    ids = ", ".join(r.id for r in rows)
+                    raise UnknownJob(f"{ref!r} matches several jobs ({ids}); give the id")
+                if not rows:
+                    raise UnknownJob(f"no job {ref!r}")
+                row = rows[0]
+            return _record(row)
+
+    def jobs(self, states: Iterable[JobState] | None = None) -> list[JobRecord]:
+        """Jobs in submission order, optionally only those in ``states``."""
+        query = select(JobRow).order_by(JobRow.submitted_at, JobRow.id)
+        if states is not None:
+            query = query.where(JobRow.state.in_([JobState(s).value for s in states]))
+        with self._tx() as s:
+            return [_record(r) for r in s.scalars(query)]
+
+    def transition(self, job_id: str, to_state: JobState, reason: str, *,
+                   expect: JobState | None = None, exit_code: int | None = None,
+                   **details: Any) -> JobRecord:
+        """Move a job to ``to_state``, recording why; raises ``IllegalTransition`` for a
+        move the life cycle does not allow (or when the job is not in ``expect``)."""
+        with self._tx() as s:
+            row = _row(s, job_id)
+            current = JobState(row.state)
+            if expect is not None and current != expect:
+                raise IllegalTransition(job_id, current, to_state,
+                                        f"expected it to be {expect}")
+            if current in WAITING and to_state in ACTIVE:
+                raise StoreError(f"job {job_id}: use start() to give it a composition")
+            if exit_code is not None:
+                row.exit_code = exit_code
+                details.setdefault("exit_code", exit_code)
+            self._move(s, row, to_state, reason, details)
+            return _record(row)
+
+    def start(self, job_id: str, to_state: JobState, composition: Composition, reason: str,
+              controller_id: str | None = None) -> JobRecord:
+        """A waiting job gets ``composition`` and begins an attempt (staging or running).
+
+        Written before any process or copy starts, so a crash right after leaves a job the
+        next controller finds without a process, and requeues."""
+        if to_state not in ACTIVE:
+            raise StoreError(f"start() moves to staging or running, not {to_state}")
+        with self._tx() as s:
+            row = _row(s, job_id)
+            now = self._clock()
+            row.attempt += 1
+            row.composition = composition_to_json(composition)
+            row.node = composition.node
+            row.controller_id = controller_id
+            row.exit_code = None
+            row.pid = row.pid_start_time = row.started_at = None
+            row.log_offset = 0
+            row.reported_at = None
+            s.add(CompositionRow(job_id=job_id, attempt=row.attempt, node=composition.node,
+                                 composition=row.composition, gpu_share=composition.gpu_share,
+                                 cores=len(composition.cores),
+                                 memory_gib=composition.memory_gib, started_at=now))
+            self._move(s, row, to_state, reason,
+                       {"attempt": row.attempt, "composition": composition.describe()})
+            return _record(row)
+
+    def set_composition(self, job_id: str, composition: Composition) -> None:
+        """Replace the composition of the current attempt (e.g. once data is staged)."""
+        with self._tx() as s:
+            row = _row(s, job_id)
+            row.composition = composition_to_json(composition)
+            row.node = composition.node
+            current = _open_attempt(s, job_id, row.attempt)
+            if current is not None:
+                current.composition = row.composition
+
+    def set_process(self, job_id: str, pid: int, start_time: float,
+                    log_path: str | None = None, log_offset: int | None = None,
+                    reason: str | None = None) -> None:
+        with self._tx() as s:
+            row = _row(s, job_id)
+            row.pid, row.pid_start_time = pid, start_time
+            if log_path is not None:
+                row.log_path = log_path
+            if log_offset is not None:
+                row.log_offset = log_offset
+            s.add(EventRow(job_id=job_id, time=self._clock(), from_state=row.state,
+                           kind="process", reason=reason or f"process {pid} started",
+                           details={"pid": pid, "attempt": row.attempt, "log": log_path}))
+
+    def request_stop(self, job_id: str, to_state: JobState, reason: str, *,
+                     grace_seconds: float) -> JobRecord:
+        """Record that an active job is being stopped, before it is signalled; it ends in
+        ``to_state`` once its process is gone (SIGKILL after the grace period)."""
+        with self._tx() as s:
+            row = _row(s, job_id)
+            current = JobState(row.state)
+            transitions.check(job_id, current, to_state)
+            if current not in ACTIVE:
+                raise IllegalTransition(job_id, current, to_state, "only active jobs are stopped")
+            now = self._clock()
+            row.stop_to_state, row.stop_reason = to_state.value, reason
+            row.stop_requested_at, row.stop_deadline = now, now + grace_seconds
+            s.add(EventRow(job_id=job_id, time=now, from_state=row.state, kind="stopping",
+                           reason=reason, details={"to": to_state.value,
+                                                   "grace_seconds": grace_seconds}))
+            return _record(row)
+
+    def request_cancel(self, job_id: str, reason: str = "cancelled by user") -> JobRecord:
+        """Cancel: a waiting job at once; an active one is flagged for its controller to stop
+        (which may be another process: the flag is the message)."""
+        with self._tx() as s:
+            row = _row(s, job_id)
+            current = JobState(row.state)
+            if current.terminal:
+                raise IllegalTransition(job_id, current, JobState.CANCELLED,
+                                        f"it already {current}")
+            if current in WAITING:
+                self._move(s, row, JobState.CANCELLED, reason, {})
+            elif not row.cancel_requested:
+                row.cancel_requested = True
+                s.add(EventRow(job_id=job_id, time=self._clock(), from_state=row.state,
+                               kind="cancel-requested", reason=reason, details={}))
+            return _record(row)
+
+    def note(self, job_id: str, kind: str, reason: str, **details: Any) -> None:
+        """An event that is not a state change (staged, reused, waiting, adopted...)."""
+        with self._tx() as s:
+            row = _row(s, job_id)
+            s.add(EventRow(job_id=job_id, time=self._clock(), from_state=row.state, kind=kind,
+                           reason=reason, details=details))
+
+    def set_reason(self, job_id: str, reason: str, kind: str = "waiting") -> bool:
+        """Update why a job is where it is; an event only when the reason changed (a job
+        waiting for GPUs is not re-logged every round). True when it changed."""
+        with self._tx() as s:
+            row = _row(s, job_id)
+            if row.reason == reason:
+                return False
+            row.reason = reason
+            s.add(EventRow(job_id=job_id, time=self._clock(), from_state=row.state, kind=kind,
+                           reason=reason, details={}))
+            return True
+
+    def set_mlflow_run(self, job_id: str, run_id: str) -> None:
+        with self._tx() as s:
+            _row(s, job_id).mlflow_run_id = run_id
+
+    def events(self, job_id: str | None = None, after_id: int = 0) -> list[EventRecord]:
+        query = select(EventRow).where(EventRow.id > after_id).order_by(EventRow.id)
+        if job_id is not None:
+            query = query.where(EventRow.job_id == job_id)
+        with self._tx() as s:
+            return [EventRecord(e.id, e.job_id, e.time, e.from_state, e.kind, e.reason,
+                                dict(e.details or {})) for e in s.scalars(query)]
+
+    # ---- progress ---------------------------------------------------------------------
+
+    def record_progress(self, job_id: str, when: float, samples: int | None = None,
+                        quality: float | None = None, log_offset: int | None = None) -> None:
+        """A progress report; throughput comes from the previous report of this attempt."""
+        with self._tx() as s:
+            row = _row(s, job_id)
+            rate = None
+            if (samples is not None and row.samples is not None and row.reported_at
+                    is not None and when > row.reported_at and samples >= row.samples):
+                rate = (samples - row.samples) / (when - row.reported_at)
+            s.add(ProgressRow(job_id=job_id, attempt=row.attempt, time=when, samples=samples,
+                              quality=quality, samples_per_s=rate))
+            if samples is not None:
+                row.samples, row.reported_at = samples, when
+            if quality is not None:
+                row.quality = quality
+            if rate is not None:
+                row.samples_per_s = rate
+            if log_offset is not None:
+                row.log_offset = log_offset
+
+    def set_log_offset(self, job_id: str, offset: int) -> None:
+        with self._tx() as s:
+            _row(s, job_id).log_offset = offset
+
+    def progress(self, job_id: str) -> list[ProgressSample]:
+        query = select(ProgressRow).where(ProgressRow.job_id == job_id).order_by(ProgressRow.id)
+        with self._tx() as s:
+            return [ProgressSample(p.job_id, p.attempt, p.time, p.samples, p.quality,
+                                   p.samples_per_s) for p in s.scalars(query)]
+
+    # ---- staged datasets --------------------------------------------------------------
+
+    def datasets(self, node: str | None = None) -> list[DatasetRecord]:
+        query = select(DatasetRow).order_by(DatasetRow.last_used)
+        if node is not None:
+            query = query.where(DatasetRow.node == node)
+        with self._tx() as s:
+            return [DatasetRecord(d.key, d.node, d.volume, d.path, d.size_gib, d.last_used,
+                                  d.created_at) for d in s.scalars(query)]
+
+    def put_dataset(self, record: DatasetRecord) -> None:
+        with self._tx() as s:
+            row = s.get(DatasetRow, (record.key, record.node, record.volume))
+            if row is None:
+                s.add(DatasetRow(key=record.key, node=record.node, volume=record.volume,
+                                 path=record.path, size_gib=record.size_gib,
+                                 created_at=record.created_at or record.last_used,
+                                 last_used=record.last_used))
+            else:
+                row.path, row.size_gib, row.last_used = (record.path, record.size_gib,
+                                                         record.last_used)
+
+    def touch_dataset(self, key: str, node: str, volume: str, when: float | None = None) -> None:
+        with self._tx() as s:
+            row = s.get(DatasetRow, (key, node, volume))
+            if row is not None:
+                row.last_used = when if when is not None else self._clock()
+
+    def drop_dataset(self, key: str, node: str, volume: str) -> None:
+        with self._tx() as s:
+            s.execute(delete(DatasetRow).where(DatasetRow.key == key, DatasetRow.node == node,
+                                               DatasetRow.volume == volume))
+
+    # ---- history ----------------------------------------------------------------------
+
+    def composition_history(self, job_id: str | None = None) -> list[CompositionRecord]:
+        query = select(CompositionRow).order_by(CompositionRow.started_at, CompositionRow.id)
+        if job_id is not None:
+            query = query.where(CompositionRow.job_id == job_id)
+        with self._tx() as s:
+            return [CompositionRecord(c.job_id, c.attempt, c.node,
+                                      composition_from_json(c.composition), c.started_at,
+                                      c.ended_at) for c in s.scalars(query)]
+
+    def utilisation(self, now: float | None = None) -> list[UtilisationPoint]:
+        """GPUs, cores, memory and jobs held over time (a step function)."""
+        return history.utilisation_timeline(self.composition_history(), now)
+
+    def core_conflicts(self) -> list[tuple[str, str, tuple[int, ...]]]:
+        """Attempts that held one core at the same time: the proof that none did."""
+        return history.core_conflicts(self.composition_history())
+
+    def attained_gpu_seconds(self, now: float) -> dict[str, float]:
+        """Service each job has had so far (what least-attained-service policies rank by)."""
+        totals: dict[str, float] = {}
+        for rec in self.composition_history():
+            end = rec.ended_at if rec.ended_at is not None else now
+            totals[rec.job_id] = (totals.get(rec.job_id, 0.0)
+                                  + rec.composition.gpu_share * max(end - rec.started_at, 0.0))
+        return totals
+
+    # ---- small settings -----------------------------------------------------------------
+
+    def put_value(self, key: str, value: str) -> None:
+        """A shared setting (e.g. the pool file ``up`` runs with, so ``submit`` from another
+        process validates against the same pool). The key ``controller`` is the lease's."""
+        if key == leases.KEY:
+            raise StoreError(f"{key!r} is reserved for the controller lease")
+        with self._tx() as s:
+            row = s.get(KeyValueRow, key)
+            if row is None:
+                s.add(KeyValueRow(key=key, value=value, updated_at=self._clock()))
+            else:
+                row.value, row.updated_at = value, self._clock()
+
+    def value(self, key: str) -> str | None:
+        with self._tx() as s:
+            row = s.get(KeyValueRow, key)
+            return row.value if row is not None else None
+
+    # ---- controller lease -------------------------------------------------------------
+
+    def acquire_lease(self, controller_id: str, ttl: float,
+                      holder_alive: Callable[[str], bool] | None = None) -> Lease:
+        """Become the one controller; raises ``LeaseHeld`` while another one is alive."""
+        with self._tx() as s:
+            return leases.acquire(s, controller_id, ttl, self._clock(), holder_alive)
+
+    def heartbeat(self, controller_id: str) -> None:
+        """Renew the lease; raises ``LeaseLost`` when another controller has taken it."""
+        with self._tx() as s:
+            leases.renew(s, controller_id, self._clock())
+
+    def release_lease(self, controller_id: str) -> None:
+        with self._tx() as s:
+            leases.release(s, controller_id)
+
+    def lease(self) -> Lease | None:
+        with self._tx() as s:
+            return leases.current(s)
+
+    # ---- internals --------------------------------------------------------------------
+
+    def _move(self, s: Session, row: JobRow, to_state: JobState, reason: str,
+              details: dict[str, Any]) -> None:
+        """The one place a state changes, keeping the bookkeeping invariants together."""
+        current = JobState(row.state)
+        transitions.check(row.id, current, to_state)
+        now = self._clock()
+        if to_state is JobState.RUNNING:
+            row.started_at = now
+            row.first_started_at = row.first_started_at or now
+        if current.active and not to_state.active:
+            self._end_attempt(s, row, now, to_state)
+        if to_state.terminal:
+            row.finished_at = now
+        row.state, row.reason = to_state.value, reason
+        s.add(EventRow(job_id=row.id, time=now, from_state=current.value, kind=to_state.value,
+                       reason=reason, details=_jsonable(details)))
+
+    def _end_attempt(self, s: Session, row: JobRow, now: float, to_state: JobState) -> None:
+        if row.state == JobState.RUNNING.value and row.started_at is not None:
+            row.run_seconds += max(now - row.started_at, 0.0)
+        if to_state is JobState.PREEMPTED:
+            row.preemptions += 1
+        attempt = _open_attempt(s, row.id, row.attempt)
+        if attempt is not None:
+            attempt.ended_at = now
+        row.pid = row.pid_start_time = None
+        row.cancel_requested = False
+        row.stop_to_state = row.stop_reason = None
+        row.stop_requested_at = row.stop_deadline = None
+
+
+def _row(s: Session, job_id: str) -> JobRow:
+    # FOR UPDATE: on PostgreSQL a read-check-write (a transition racing a cancel from the
+    # CLI) must hold the row; SQLite's BEGIN IMMEDIATE already serialises writers.
+    row = s.get(JobRow, job_id, with_for_update=True)
+    if row is None:
+        raise UnknownJob(f"no job {job_id!r}")
+    return row
+
+
+def _open_attempt(s: Session, job_id: str, attempt: int) -> CompositionRow | None:
+    return s.scalars(select(CompositionRow).where(
+        CompositionRow.job_id == job_id, CompositionRow.attempt == attempt,
+        CompositionRow.ended_at.is_(None))).first()
+
+
+def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v if isinstance(v, str | int | float | bool | list | dict) or v is None
+                else str(v)) for k, v in details.items()}
+
+
+def _record(row: JobRow) -> JobRecord:
+    stop = None
+    if row.stop_to_state is not None:
+        stop = StopRequest(JobState(row.stop_to_state), row.stop_reason or "",
+                           row.stop_requested_at, row.stop_deadline)
+    return JobRecord(
+        id=row.id, name=row.name, spec=JobSpec.model_validate(row.spec),
+        state=JobState(row.state), reason=row.reason, priority=row.priority,
+        submitted_at=row.submitted_at, workdir=row.workdir,
+        dataset_size_gib=row.dataset_size_gib, started_at=row.started_at,
+        first_started_at=row.first_started_at, finished_at=row.finished_at,
+        run_seconds=row.run_seconds, exit_code=row.exit_code, attempt=row.attempt,
+        preemptions=row.preemptions, pid=row.pid, pid_start_time=row.pid_start_time,
+        controller_id=row.controller_id, node=row.node,
+        composition=composition_from_json(row.composition) if row.composition else None,
+        log_path=row.log_path, log_offset=row.log_offset,
+        cancel_requested=row.cancel_requested, stop=stop, samples=row.samples,
+        quality=row.quality, samples_per_s=row.samples_per_s, reported_at=row.reported_at,
+        mlflow_run_id=row.mlflow_run_id)

@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+
+from slicebox.profiles.table import ProfileEntry, ProfileTable
+
+
+def table() -> ProfileTable:
+    return ProfileTable([
+        ProfileEntry("resnet", "A100-80GB", 1, "bf16", 900.0, "bench"),
+        ProfileEntry("resnet", "T4", 1, "bf16", 100.0, "bench"),
+        ProfileEntry("gpt", "cpu", 2, "fp32", 50.0, "bench"),
+    ])
+
+
+def test_exact_measurement_wins_and_is_marked_measured() -> None:
+    est = table().rate("resnet", "a100-80gb", 1, "bf16")
+    assert (est.samples_per_s, est.measured) == (900.0, True)
+
+
+def test_other_size_scales_linearly_and_is_an_estimate() -> None:
+    est = table().rate("resnet", "T4", 4, "bf16")
+    assert est.samples_per_s == pytest.approx(400.0) and not est.measured
+
+
+def test_other_kind_scales_by_peak_rate() -> None:
+    est = table().rate("gpt", "cpu", 1, "fp32")
+    assert est.samples_per_s == pytest.approx(25.0)
+    h100 = table().rate("resnet", "H100", 1, "bf16")
+    assert not h100.measured and h100.samples_per_s > 900.0  # H100 bf16 peak > A100's
+
+
+def test_unknown_workload_falls_back_to_peak_estimate() -> None:
+    est = table().rate("never-seen", "L4", 1, "fp16")
+    assert not est.measured and est.source == "estimated from peak rates"
+
+
+def test_refine_moves_towards_observations() -> None:
+    t = table()
+    first = t.refine("resnet", "T4", 1, "bf16", 200.0, now=1.0)
+    assert 100.0 < first.samples_per_s < 200.0 and first.observations == 2
+    new = t.refine("lm", "cpu", 1, "fp32", 10.0, now=2.0)
+    assert new.source == "job" and t.rate("lm", "cpu", 1, "fp32").measured
+
+
+def test_json_round_trip_and_bad_entries(tmp_path: Path) -> None:
+    path = tmp_path / "profiles.json"
+    table().to_json(path)
+    assert ProfileTable.from_json(path).entries() == table().entries()
+    path.write_text('[{"workload": "x", "kind": "Z9", "size": 1, "precision": "fp32",'
+                    ' "samples_per_s": 1, "source": "file"}]')
+    with pytest.raises(ValueError, match="entry 0"):
+        ProfileTable.from_json(path)

@@ -353,8 +353,9 @@ class Controller:
     def _observe(self, job: JobRecord, event: Progress) -> None:
         """Progress feeds MLflow and refines the measured profile of this slice shape."""
         if self.tracker is not None:
+            # A repeated report (same sample count) is no evidence of zero throughput.
             self.tracker.job_progress(job.id, {"samples": event.samples,
-                                               "samples_per_s": job.samples_per_s,
+                                               "samples_per_s": job.samples_per_s or None,
                                                "quality": event.quality},
                                       step=event.samples or 0, timestamp_s=event.time)
         comp = job.composition
@@ -436,6 +437,10 @@ class Controller:
         self.store.transition(job.id, to_state, reason, exit_code=exit_code)
         report.finished.append(job.id)
         if self.tracker is not None:
+            ran = self.store.job(job.id).ran_for(self._clock())
+            average = job.samples / ran if job.samples and ran > 0 else None
+            self.tracker.job_progress(job.id, {"run_time_s": ran, "avg_samples_per_s": average},
+                                      step=job.samples or 0, timestamp_s=self._clock())
             self.tracker.job_finished(job.id, to_state.value)
         if to_state is JobState.PREEMPTED:
             self._requeue(self.store.job(job.id), "requeued after preemption")

@@ -121,7 +121,7 @@ def build(config: TrainConfig) -> Workload:
     size = QUICK if config.quick else FULL
     batch_size = config.batch_size or size.batch_size
     x_train, y_train, x_eval, y_eval = (t.to(config.device) for t in load_digits_split())
-    model = DigitsResNet(size.width)
+    model = DigitsResNet(size.width).to(config.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=size.lr)
     generator = torch.Generator().manual_seed(config.seed)
 
@@ -138,7 +138,7 @@ def build(config: TrainConfig) -> Workload:
         evaluate=lambda m: accuracy(m, x_eval, y_eval),
         quality_metric="accuracy",
         higher_is_better=True,
-        quality_target=config.quality_target or size.target,
+        quality_target=size.target if config.quality_target is None else config.quality_target,
         batch_size=batch_size,
         max_epochs=size.max_epochs,
         train_samples=len(x_train),

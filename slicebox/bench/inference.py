@@ -9,12 +9,11 @@ inference starts from a trained model), then served in the requested precision.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,7 +27,7 @@ from slicebox.bench import mlperf_log as ml
 from slicebox.bench.config import TrainConfig
 from slicebox.bench.loop import Workload, seed_everything
 from slicebox.bench.precision import autocast, device_type, unsupported_reason
-from slicebox.bench.results import STATUS_OK, RunResult, unsupported
+from slicebox.bench.results import STATUS_FAILED, STATUS_OK, Precision, RunResult, unsupported
 from slicebox.bench.sparsity import TwoFourMasks
 
 NAME: Final = "inference"
@@ -66,7 +65,7 @@ QUICK: Final = ServingSize(
 SERVER_MAX_LOAD: Final = 0.5
 
 
-def _reached(w: Workload, model: nn.Module) -> float:
+def _evaluate(w: Workload, model: nn.Module) -> float:
     model.eval()
     with torch.no_grad():
         quality = w.evaluate(model)
@@ -89,7 +88,7 @@ def fit(w: Workload, config: TrainConfig, epochs: int) -> tuple[float, float | N
             w.optimizer.step()
             if masks is not None:
                 masks.apply()
-        quality = _reached(w, w.model)
+        quality = _evaluate(w, w.model)
         if quality < w.quality_target:
             continue
         if config.precision != "sparse" or masks is not None:
@@ -109,16 +108,11 @@ class Predictor:
         self.model = model.eval().half() if self.half else model.eval()
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), self._precision():
+        # fp16 serves a half-precision copy of the weights (what inference engines do);
+        # bf16 serves under autocast, as the model was evaluated in training.
+        mixed: Precision = "bf16" if self.precision == "bf16" else "fp32"
+        with torch.inference_mode(), autocast(mixed, self.device):
             return self.model(images.half() if self.half else images).argmax(dim=1)
-
-    @contextlib.contextmanager
-    def _precision(self) -> Iterator[None]:
-        if self.precision == "bf16":
-            with autocast("bf16", self.device):
-                yield
-        else:
-            yield
 
 
 def _sync(device: str) -> None:
@@ -163,6 +157,7 @@ class DigitsSUT:
         self.pending: queue.Queue[Any] = queue.Queue()
         self.correct = 0
         self.served = 0
+        self.error: Exception | None = None
         self.worker = threading.Thread(target=self._serve, daemon=True)
         self.worker.start()
 
@@ -192,11 +187,20 @@ class DigitsSUT:
                     self.pending.put(None)
                     break
                 batch.append(sample)
-            index = torch.tensor([s.index for s in batch], device=self.images.device)
-            predicted = self.predict(self.images[index])
-            self.correct += int((predicted == self.labels[index]).sum())
-            self.served += len(batch)
+            if self.error is None:
+                try:
+                    self._answer(batch)
+                except Exception as exc:  # reported after the test; see below
+                    self.error = exc
+            # Always completed, even after a failure: LoadGen waits for every query it
+            # issued, so one unanswered query would hang the test forever.
             self.complete(batch)
+
+    def _answer(self, batch: list[Any]) -> None:
+        index = torch.tensor([s.index for s in batch], device=self.images.device)
+        predicted = self.predict(self.images[index])
+        self.correct += int((predicted == self.labels[index]).sum())
+        self.served += len(batch)
 
 
 def train(config: TrainConfig) -> RunResult:
@@ -223,7 +227,7 @@ def train(config: TrainConfig) -> RunResult:
             workload=NAME,
             precision=config.precision,
             device=config.device,
-            status="failed",
+            status=STATUS_FAILED,
             reason=f"the served model reached accuracy {quality:.3f}, "
             f"below its target {w.quality_target}",
             quality=quality,
@@ -253,6 +257,8 @@ def train(config: TrainConfig) -> RunResult:
             )
         finally:
             sut.stop()
+    if sut.error is not None:
+        raise RuntimeError(f"serving failed: {sut.error}") from sut.error
     accuracy = sut.correct / max(sut.served, 1)
     log.event(
         ml.EVAL_ACCURACY,

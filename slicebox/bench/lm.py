@@ -151,7 +151,7 @@ def build(config: TrainConfig) -> Workload:
     eval_windows = _windows(held_out, eval_starts, size.context).to(config.device)
     train_windows = (len(train) - 1) // size.context
     generator = torch.Generator().manual_seed(config.seed)
-    model = TinyGPT(size)
+    model = TinyGPT(size).to(config.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=size.lr, weight_decay=0.01)
 
     def epoch_batches(epoch: int) -> list[torch.Tensor]:
@@ -177,7 +177,7 @@ def build(config: TrainConfig) -> Workload:
         evaluate=perplexity,
         quality_metric="perplexity",
         higher_is_better=False,
-        quality_target=config.quality_target or size.target,
+        quality_target=size.target if config.quality_target is None else config.quality_target,
         batch_size=batch_size,
         max_epochs=size.max_epochs,
         train_samples=train_windows,

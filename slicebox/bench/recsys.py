@@ -73,6 +73,8 @@ def mlp(sizes: list[int], last_activation: bool) -> nn.Sequential:
 
 
 class DLRM(nn.Module):
+    pairs: torch.Tensor  # (2, n_pairs) upper-triangle indices of the dot-product matrix
+
     def __init__(
         self, dense_features: int, cardinalities: tuple[int, ...], dim: int, hidden: int
     ) -> None:
@@ -80,7 +82,10 @@ class DLRM(nn.Module):
         self.bottom = mlp([dense_features, hidden, dim], last_activation=True)
         self.tables = nn.ModuleList(nn.Embedding(n, dim) for n in cardinalities)
         vectors = len(cardinalities) + 1
-        self.pairs = torch.triu_indices(vectors, vectors, offset=1)
+        # A buffer, so it follows the model to its device.
+        self.register_buffer(
+            "pairs", torch.triu_indices(vectors, vectors, offset=1), persistent=False
+        )
         interactions = vectors * (vectors - 1) // 2
         self.top = mlp([dim + interactions, hidden, hidden // 2, 1], last_activation=False)
 
@@ -113,7 +118,9 @@ def build(config: TrainConfig) -> Workload:
     eval_dense = torch.from_numpy(held_out.dense).to(device)
     eval_sparse = torch.from_numpy(held_out.sparse).to(device)
     eval_labels = held_out.labels
-    model = DLRM(clicklog.DENSE_FEATURES, clicklog.CARDINALITIES, size.embedding_dim, size.hidden)
+    model = DLRM(
+        clicklog.DENSE_FEATURES, clicklog.CARDINALITIES, size.embedding_dim, size.hidden
+    ).to(config.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=size.lr)
     generator = torch.Generator().manual_seed(config.seed)
 
@@ -134,7 +141,7 @@ def build(config: TrainConfig) -> Workload:
         evaluate=auc,
         quality_metric="auc",
         higher_is_better=True,
-        quality_target=config.quality_target or size.target,
+        quality_target=size.target if config.quality_target is None else config.quality_target,
         batch_size=batch_size,
         max_epochs=size.max_epochs,
         train_samples=train.rows,

@@ -21,6 +21,7 @@ from slicebox.bench.precision import semi_structured_reason
 
 GROUP = 4
 KEPT = 2
+PROBE_ROWS = 4096  # rows of input when timing semi-structured kernels
 
 
 def _input_last(weight: torch.Tensor) -> torch.Tensor:
@@ -158,8 +159,13 @@ def semi_structured_speedup(
     if converted == 0:
         detail = f" ({'; '.join(failures)})" if failures else ""
         return None, f"no Linear layer fits semi-structured kernels' shape limits{detail}"
+    # Tiled to a batch a GPU is built for: at a few dozen rows, launch overhead would
+    # hide whatever the kernels gain.
+    repeat = max(1, -(-PROBE_ROWS // len(inputs[0])))
     cast = tuple(
-        t.to(device=device, dtype=torch.float16) if t.is_floating_point() else t.to(device)
+        t.repeat(repeat, *([1] * (t.dim() - 1))).to(
+            device=device, dtype=torch.float16 if t.is_floating_point() else t.dtype
+        )
         for t in inputs
     )
     with torch.inference_mode():

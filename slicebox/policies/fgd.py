@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from slicebox.policies import common
 from slicebox.policies.base import Policy
-from slicebox.policies.fragmentation import NodeTable, TargetWorkload, fgd_choice
+from slicebox.policies.fragmentation import NodeTable, TableCache, TargetWorkload, fgd_choice
 from slicebox.policies.registry import POLICIES
-from slicebox.snapshot import Assignment, ClusterSnapshot, Decision, JobView, NodeView
+from slicebox.snapshot import Assignment, ClusterSnapshot, Decision, JobView
 
 
 def target_from(snapshot: ClusterSnapshot) -> TargetWorkload:
@@ -45,27 +45,14 @@ class Fgd(Policy):
 
     def __init__(self, target: TargetWorkload | None = None) -> None:
         self.target = target
-        # The node table of the last decision, kept so the next one rebuilds only the
-        # nodes that changed (a memo: the answer is the same as building it afresh).
-        self._table: NodeTable | None = None
-        self._views: tuple[NodeView, ...] = ()
-        self._touched: set[int] = set()
-
-    def table(self, snapshot: ClusterSnapshot) -> NodeTable:
-        workload = self.target or target_from(snapshot)
-        if self._table is None:
-            table = NodeTable.from_views(snapshot.nodes, workload)
-        else:
-            table = self._table.refreshed(snapshot.nodes, workload, self._views, self._touched)
-        self._table, self._views, self._touched = table, snapshot.nodes, set()
-        return table
+        self._tables = TableCache()  # a memo of the node table between decisions
 
     def decide(self, snapshot: ClusterSnapshot) -> Decision:
         run = [common.keep_or_request(j) for j in snapshot.jobs if j.state.active]
         waiting = sorted(snapshot.waiting, key=lambda j: (-j.priority, j.submitted_at, j.id))
         if not snapshot.nodes:
             return Decision(tuple(run) + tuple(common.keep_or_request(j) for j in waiting))
-        table = self.table(snapshot)
+        table = self._tables.table(snapshot.nodes, self.target or target_from(snapshot))
         node_gpus = table.free.shape[1] if table.free.ndim == 2 else 0
         for job in waiting:
             if job.demand.gpus > node_gpus:
@@ -73,6 +60,6 @@ class Fgd(Policy):
                 continue
             assignment = place_one(table, job)
             if assignment is not None:
-                self._touched.add(table.index[assignment.node or ""])
+                self._tables.touched.add(table.index[assignment.node or ""])
                 run.append(assignment)
         return Decision(tuple(run))

@@ -34,6 +34,13 @@ class TargetWorkload:
     memory: np.ndarray
     weight: np.ndarray  # popularity, sums to 1
 
+    def weighted_by_gpu(self) -> TargetWorkload:
+        """The same classes weighted by the GPUs they ask for in all, not their count."""
+        mass = self.weight * self.gpu
+        total = mass.sum()
+        return TargetWorkload(self.gpu, self.cpus, self.memory,
+                              mass / total if total > 0 else self.weight)
+
     @property
     def whole(self) -> np.ndarray:
         return self.gpu >= 1.0 - _EPS
@@ -44,9 +51,12 @@ class TargetWorkload:
         return np.where(self.whole, 1.0, self.gpu)
 
     @classmethod
-    def from_tasks(cls, tasks: Iterable[tuple[float, float, float]]) -> TargetWorkload:
+    def from_tasks(cls, tasks: Iterable[tuple[float, float, float]], by_gpu: bool = False
+                   ) -> TargetWorkload:
         """Classes from (gpu share, cpus, memory GiB) of tasks (CPU-only tasks dropped:
-        no GPU is ever a fragment for them)."""
+        no GPU is ever a fragment for them). Weights are task counts (FGD), or with
+        ``by_gpu`` the GPUs the class asks for in all (a fragment that an 8-GPU task
+        cannot use loses 8 GPUs of work, one a 0.1-GPU task cannot use loses 0.1)."""
         groups: dict[float, list[tuple[float, float]]] = {}
         for gpu, cpus, memory in tasks:
             if gpu <= 0:
@@ -55,12 +65,12 @@ class TargetWorkload:
         if not groups:
             return cls(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
         keys = sorted(groups)
-        total = sum(len(v) for v in groups.values())
+        mass = np.array([len(groups[k]) * (k if by_gpu else 1.0) for k in keys], dtype=float)
         return cls(
             gpu=np.array(keys, dtype=float),
             cpus=np.array([np.median([c for c, _ in groups[k]]) for k in keys], dtype=float),
             memory=np.array([np.median([m for _, m in groups[k]]) for k in keys], dtype=float),
-            weight=np.array([len(groups[k]) / total for k in keys], dtype=float),
+            weight=mass / mass.sum(),
         )
 
 
@@ -129,6 +139,25 @@ class NodeTable:
     @property
     def gpu_total(self) -> float:
         return float(np.sum(self.free))
+
+
+class TableCache:
+    """``NodeTable`` for successive snapshots, rebuilding only the nodes whose (immutable)
+    view changed or that the last decision charged. A memo: the table is the same as one
+    built afresh, so a policy that keeps one stays pure."""
+
+    def __init__(self) -> None:
+        self._table: NodeTable | None = None
+        self._views: tuple[NodeView, ...] = ()
+        self.touched: set[int] = set()
+
+    def table(self, views: tuple[NodeView, ...], workload: TargetWorkload) -> NodeTable:
+        if self._table is None:
+            table = NodeTable.from_views(views, workload)
+        else:
+            table = self._table.refreshed(views, workload, self._views, self.touched)
+        self._table, self._views, self.touched = table, views, set()
+        return table
 
 
 def same_workload(a: TargetWorkload, b: TargetWorkload) -> bool:

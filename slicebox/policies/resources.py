@@ -36,20 +36,40 @@ def core_options(job: JobView, profiles: object, max_cpus: int) -> tuple[int, in
     possible up to ``max_cpus``, and the fewest that keep the job at the speed of its
     own request (what an insensitive job can give up)."""
     request = job.demand.cpus
-    if not isinstance(profiles, ResourceAware):
+    speedup = getattr(profiles, "resource_speedup", None)  # isinstance on a Protocol is slow
+    if speedup is None:
         return request, request, 1.0
     gpus = max(job.demand.gpu_share, 1.0)
     memory = job.demand.memory_gib
     candidates = sorted({max(1, min(max_cpus, round(step * gpus))) for step in CORE_STEPS}
                         | {min(request, max_cpus)})
-    speeds = [profiles.resource_speedup(job.id, c, memory) for c in candidates]
+    speeds = [speedup(job.id, c, memory) for c in candidates]
     best_speed = max(speeds)
     best = next(c for c, s in zip(candidates, speeds, strict=True)
                 if s >= _GOOD_ENOUGH * best_speed)
-    at_request = profiles.resource_speedup(job.id, request, memory)
+    at_request = speedup(job.id, request, memory)
     fewest = next((c for c, s in zip(candidates, speeds, strict=True)
                    if s >= _GOOD_ENOUGH * at_request), request)
     return best, min(fewest, best), best_speed
+
+
+class CoreMemo:
+    """``core_options`` per job, remembered: they depend only on the job and its model,
+    and a decision may size thousands of waiting jobs that were sized before."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._memo: dict[tuple[str, int, int], tuple[int, int, float]] = {}
+        self._limit = limit
+
+    def options(self, job: JobView, profiles: object, max_cpus: int) -> tuple[int, int, float]:
+        key = (job.id, job.demand.cpus, max_cpus)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= self._limit:
+                self._memo.clear()
+            found = core_options(job, profiles, max_cpus)
+            self._memo[key] = found
+        return found
 
 
 def cores_to_give(best: int, fewest: int, node_free_cpus: float, node_free_gpus_after: float,

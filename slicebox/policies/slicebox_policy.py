@@ -29,7 +29,7 @@ import numpy as np
 from slicebox.policies import common, resources
 from slicebox.policies.base import Policy
 from slicebox.policies.fgd import place_one, target_from
-from slicebox.policies.fragmentation import NodeTable
+from slicebox.policies.fragmentation import TableCache, TargetWorkload
 from slicebox.policies.registry import POLICIES
 from slicebox.policies.synergy import NodeRoom, RoomCache
 from slicebox.snapshot import Assignment, ClusterSnapshot, Decision, JobView
@@ -50,8 +50,13 @@ class SliceboxPolicy(Policy):
 
     reserve_scale: ClassVar[float] = 1.5  # reserve = min(1, scale x pool pressure)
 
-    def __init__(self) -> None:
-        self._rooms = RoomCache()  # a memo of node arrays between decisions
+    def __init__(self, target: TargetWorkload | None = None) -> None:
+        """``target``: the task mix the pool serves, for fragmentation-aware packing
+        (default: the jobs of each snapshot)."""
+        self.target = target
+        self._rooms = RoomCache()  # memos of node arrays between decisions
+        self._tables = TableCache()
+        self._cores = resources.CoreMemo()
 
     def decide(self, snapshot: ClusterSnapshot) -> Decision:
         jobs = snapshot.jobs
@@ -79,6 +84,11 @@ class SliceboxPolicy(Policy):
             if job.current is not None:
                 if budget.take_job(job, ()) is not None:
                     chosen.append((job, job.current.kind))
+                continue
+            if job.demand.fraction is not None:
+                # A share of a GPU: whole-GPU counts say nothing about partly used
+                # cards; the fragmentation-aware placement below finds one or not.
+                chosen.append((job, None))
                 continue
             kind = self._fastest_with_room(job, rates[int(i)], kinds, budget)
             if kind is not None or common.share(job) == 0:
@@ -181,20 +191,22 @@ class SliceboxPolicy(Policy):
                 out.append(current)
         if not todo:
             return out
-        cpu_aware = bool(nodes) and isinstance(snapshot.profiles, resources.ResourceAware)
+        cpu_aware = bool(nodes) and hasattr(snapshot.profiles, "resource_speedup")
         room = self._rooms.room(snapshot) if nodes else None
-        frag: NodeTable | None = None
         node_size = int(room.size.max(initial=0)) if room is not None else 0
+        target = self._packing_target(snapshot, todo) if nodes else None
+        frag = self._tables.table(nodes, target) if target is not None else None
         data_nodes: dict[str, list[str]] | None = None
         reserve = self._reserve(snapshot, sum(common.share(j) for j, _ in todo)) \
             if cpu_aware else 1.0
         for job, kind in todo:
             demand = job.demand
-            if demand.fraction is not None and nodes:
-                if frag is None:
-                    frag = NodeTable.from_views(nodes, target_from(snapshot))
+            if frag is not None and demand.gpus <= node_size:
+                # GPUs are shared here: every task goes where the pool's fragmentation
+                # for the task mix grows least, weighted by GPUs (see _packing_target).
                 hinted = place_one(frag, job)
                 if hinted is not None:
+                    self._tables.touched.add(frag.index[hinted.node or ""])
                     out.append(hinted)
                 continue
             if room is None or demand.gpus == 0 or demand.gpus > node_size:
@@ -206,6 +218,20 @@ class SliceboxPolicy(Policy):
             out.append(self._sized(job, kind, snapshot, room, cpu_aware, data_nodes or {},
                                    reserve))
         return out
+
+    def _packing_target(self, snapshot: ClusterSnapshot,
+                        todo: list[tuple[JobView, str | None]]) -> TargetWorkload | None:
+        """The task mix to pack for when GPUs are shared (some task asks for a fraction),
+        else None. FGD weighs task classes by count; here by the GPUs they ask for, since
+        what a fragment costs is the GPU work that cannot use it."""
+        target = self.target
+        if target is None:
+            if not any(j.demand.fraction is not None for j, _ in todo):
+                return None
+            target = target_from(snapshot)
+        elif not bool((target.gpu < 1.0).any()):
+            return None
+        return target.weighted_by_gpu()
 
     def _sized(self, job: JobView, kind: str | None, snapshot: ClusterSnapshot, room: NodeRoom,
                cpu_aware: bool, data_nodes: dict[str, list[str]], reserve: float
@@ -223,8 +249,7 @@ class SliceboxPolicy(Policy):
                     node = i
                     break
         if cpu_aware:
-            best, fewest, _ = resources.core_options(job, snapshot.profiles,
-                                                     int(room.cpus.max(initial=1)))
+            best, fewest, _ = self._cores.options(job, snapshot.profiles, room.max_cpus)
             if node is None:
                 node = self._best_fit(room, job, kind, gpus, fewest, memory)
             if node is not None:

@@ -46,6 +46,11 @@ class NodeRoom:
                    np.array([n.free_cpus for n in nodes], float),
                    np.array([n.free_memory_gib for n in nodes], float))
 
+    @property
+    def max_cpus(self) -> int:
+        """The most free cores of any node, as a whole number (at least 1)."""
+        return max(1, int(self.cpus.max(initial=1)))
+
     def copy(self) -> NodeRoom:
         room = NodeRoom(self.names, self.kinds, self.gpus.copy(), self.size, self.cpus.copy(),
                         self.memory.copy())
@@ -101,13 +106,13 @@ class RoomCache:
         return base.copy()
 
 
-def tuned_assignment(job: JobView, snapshot: ClusterSnapshot, room: NodeRoom
-                     ) -> Assignment | None:
+def tuned_assignment(job: JobView, snapshot: ClusterSnapshot, room: NodeRoom,
+                     memo: resources.CoreMemo | None = None) -> Assignment | None:
     """The Synergy-Tune assignment of one waiting single-node job, or None to wait."""
     gpus = job.demand.gpus
     memory = job.demand.memory_gib
-    max_node_cpus = int(room.cpus.max(initial=0))
-    best, fewest, _ = resources.core_options(job, snapshot.profiles, max(max_node_cpus, 1))
+    memo = memo or resources.CoreMemo()
+    best, fewest, _ = memo.options(job, snapshot.profiles, room.max_cpus)
     node = room.best_node(job, gpus, fewest, memory)
     if node is None:
         return None
@@ -124,7 +129,8 @@ class Synergy(Policy):
     reads_progress = False
 
     def __init__(self) -> None:
-        self._rooms = RoomCache()  # a memo of node arrays between decisions
+        self._rooms = RoomCache()  # memos: node arrays, and each job's core options
+        self._cores = resources.CoreMemo()
 
     def decide(self, snapshot: ClusterSnapshot) -> Decision:
         run = [common.keep_or_request(j) for j in snapshot.jobs if j.state.active]
@@ -140,7 +146,7 @@ class Synergy(Policy):
                     or job.demand.gpus == 0:
                 run.append(common.keep_or_request(job))  # placement sizes multi-node jobs
                 continue
-            assignment = tuned_assignment(job, snapshot, room)
+            assignment = tuned_assignment(job, snapshot, room, self._cores)
             if assignment is not None:
                 run.append(assignment)
         return Decision(tuple(run))

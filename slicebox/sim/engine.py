@@ -61,6 +61,20 @@ class EngineOptions:
     interference: bool = True  # co-located jobs run at Gavel's measured pair speed
     timeline: bool = True
     stuck_rounds: int = 3  # idle rounds with waiting jobs and nothing else to happen
+    until: float | None = None  # stop the clock here (jobs not finished stay unfinished)
+    log_decisions: bool = False  # keep per-decision timings in ``Engine.decision_log``
+
+
+@dataclass(frozen=True)
+class DecisionTiming:
+    """How long one decision took, in wall seconds, and how big it was."""
+
+    now: float
+    waiting: int
+    running: int
+    snapshot_seconds: float  # building the ClusterSnapshot
+    decide_seconds: float  # policy.decide
+    apply_seconds: float  # placement and starting/stopping jobs
 
 
 class _Run:
@@ -134,6 +148,7 @@ class Engine:
         self.events = 0
         self.notes: list[str] = []
         self.last_snapshot: ClusterSnapshot | None = None
+        self.decision_log: list[DecisionTiming] = []
         self._timeline: list[tuple[float, float, float, int, float, int]] = []
         self._cache: dict[int, OrderedDict[str, float]] = {}
         self._capacity_total = MappingProxyType(dict(self.alloc.total_gpus))
@@ -187,7 +202,7 @@ class Engine:
                 if t_arrival < math.inf and next_tick < t_arrival:
                     next_tick += math.ceil((t_arrival - next_tick) / rounds) * rounds
             t = min(t_arrival, t_event, next_tick if rounds else math.inf)
-            if t == math.inf:
+            if t == math.inf or (self.options.until is not None and t > self.options.until):
                 break
             self.now = t
             changed = False
@@ -296,6 +311,7 @@ class Engine:
         return self.alloc.allocated_share
 
     def _decide(self) -> None:
+        t0 = time.perf_counter()
         snapshot = self._snapshot()
         self.last_snapshot = snapshot
         started = time.perf_counter()
@@ -304,7 +320,12 @@ class Engine:
         self.decisions += 1
         self.decision_seconds += spent
         self.max_decision_seconds = max(self.max_decision_seconds, spent)
+        waiting, running = len(self.waiting), len(self.running)
         self._apply(decision)
+        if self.options.log_decisions:
+            self.decision_log.append(DecisionTiming(
+                self.now, waiting, running, started - t0, spent,
+                time.perf_counter() - started - spent))
 
     def _apply(self, decision: Decision) -> None:
         by_id = self.by_id
@@ -336,9 +357,44 @@ class Engine:
                    if kept < len(self.running) else [])
         for run in stopped + moved:
             self._stop(run)
+        orders = self._kind_orders(to_start)
         for run, a in to_start:
-            if not self._start(run, a) and decision.strict:
+            if not self._start(run, a, orders.get(run.handle)) and decision.strict:
                 break
+
+    def _kind_orders(self, to_start: list[tuple[_Run, Assignment]]) -> dict[int, list[str]]:
+        """Kinds to try for the jobs whose assignment leaves the kind open, by the live
+        placer's rule (``Placer._kind_order``): each job's gain on a kind is its speed
+        there over its speed on its slowest allowed kind, and free GPUs of a kind go to
+        the biggest gains first, whatever the jobs' order in the decision."""
+        budget = dict(self._free_gpus())
+        flexible = []
+        for i, (run, a) in enumerate(to_start):
+            if a.kind is not None:
+                budget[a.kind] = budget.get(a.kind, 0) - a.gpus
+            elif len(run.kinds) > 1 and run.job.demand.gpus > 0 \
+                    and run.job.demand.fraction is None:
+                flexible.append((i, run, a))
+        if not flexible:
+            return {}
+        pairs = []
+        orders: dict[int, list[str]] = {}
+        for i, run, a in flexible:
+            rates = {k: self.speeds.job_rate(run.job, k, float(a.gpus)) for k in run.kinds}
+            slowest = min(rates.values())
+            for k in run.kinds:
+                gain = rates[k] / slowest if slowest > 0 else 1e9
+                pairs.append((-gain, i, -rates[k], k, run, a))
+            orders[run.handle] = sorted(run.kinds, key=lambda k, r=rates: -r[k])
+        pairs.sort(key=lambda p: p[:3])
+        given: set[int] = set()
+        for _, _, _, kind, run, a in pairs:
+            if run.handle in given or budget.get(kind, 0) < a.gpus:
+                continue
+            budget[kind] -= a.gpus
+            given.add(run.handle)
+            orders[run.handle] = [kind] + [k for k in orders[run.handle] if k != kind]
+        return orders
 
     # -- job transitions -----------------------------------------------------------
 
@@ -353,11 +409,11 @@ class Engine:
         self.waiting[run.handle] = run
         self.queued_gpus += job.demand.gpu_share
 
-    def _start(self, run: _Run, a: Assignment) -> bool:
+    def _start(self, run: _Run, a: Assignment, order: Sequence[str] | None = None) -> bool:
         if a.kind is not None:
             kinds: Sequence[str] = (a.kind,) if a.kind in run.kinds else ()
         else:
-            kinds = run.kinds
+            kinds = order or run.kinds
         alloc = self._allocate(run, a, kinds)
         if alloc is None:
             return False

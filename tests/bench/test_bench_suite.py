@@ -96,3 +96,22 @@ def test_child_argv_carries_the_slice() -> None:
 def test_plot_leaves_out_cells_without_numbers(tmp_path: Path) -> None:
     results = [BenchResult("lm", "cpu-1c", "fp16", "not supported here", reason="no GPU")]
     assert plot_results(results, tmp_path / "empty.png").exists()
+
+
+def test_progress_bars_count_finished_cells() -> None:
+    import io
+
+    from rich.console import Console
+
+    from slicebox.bench.progress import SuiteProgressBars
+
+    done = BenchResult("lm", "cpu-1c", "fp32", "ok")
+    with SuiteProgressBars(Console(file=io.StringIO())) as bars:
+        for index in range(2):
+            base = SuiteProgress(index, 2, "lm", "cpu-1c", "fp32", "start")
+            bars(base)
+            bars(SuiteProgress(index, 2, "lm", "cpu-1c", "fp32", "progress", 640, 12.5))
+            bars(SuiteProgress(index, 2, "lm", "cpu-1c", "fp32", "done", result=done))
+    suite = bars.progress.tasks[0]
+    assert suite.completed == 2 and suite.total == 2
+    assert "ok" in str(bars.progress.tasks[1].description)

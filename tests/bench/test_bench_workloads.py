@@ -38,3 +38,25 @@ def test_inference_reports_loadgen_throughput_and_server_latency(
     assert result.server_p99_latency_ms is not None and result.server_p99_latency_ms > 0
     assert result.quality is not None and result.quality >= image.QUICK.target
     assert "offline" in result.note and "server" in result.note
+
+
+def test_a_failing_model_still_answers_every_query_so_loadgen_cannot_hang() -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    def broken(images: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("CUDA out of memory")
+
+    completed: list[object] = []
+    sut = inference.DigitsSUT(
+        broken,  # type: ignore[arg-type]
+        torch.zeros(4, 1, 8, 8),
+        torch.zeros(4, dtype=torch.long),
+        2,
+        completed.extend,
+    )
+    sut.issue([SimpleNamespace(id=i, index=i % 4) for i in range(5)])
+    sut.stop()
+    assert len(completed) == 5
+    assert isinstance(sut.error, RuntimeError) and "out of memory" in str(sut.error)

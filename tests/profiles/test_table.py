@@ -51,3 +51,26 @@ def test_json_round_trip_and_bad_entries(tmp_path: Path) -> None:
                     ' "samples_per_s": 1, "source": "file"}]')
     with pytest.raises(ValueError, match="entry 0"):
         ProfileTable.from_json(path)
+
+
+@pytest.mark.parametrize("order", [("x", "y"), ("y", "x")])
+def test_measured_profiles_steer_placement(order: tuple[str, str]) -> None:
+    """X measured 3x faster on H100 than on L4, Y no faster: X gets the H100, Y the L4."""
+    from slicebox.placement import dry_run
+    from slicebox.pool.files import parse_pool
+    from slicebox.snapshot import JobView
+    from slicebox.spec import Demand
+
+    profiles = ProfileTable([
+        ProfileEntry("x", "H100", 1, "fp32", 300.0, "bench"),
+        ProfileEntry("x", "L4", 1, "fp32", 100.0, "bench"),
+        ProfileEntry("y", "H100", 1, "fp32", 100.0, "bench"),
+        ProfileEntry("y", "L4", 1, "fp32", 100.0, "bench"),
+    ])
+    pool = parse_pool({"nodes": [
+        {"name": "fast", "memory_gib": 64, "cores": 8, "gpus": [{"kind": "H100"}]},
+        {"name": "slow", "memory_gib": 64, "cores": 8, "gpus": [{"kind": "L4"}]}]})
+    jobs = [JobView(name, Demand(gpus=1, max_gpus=1), submitted_at=i, workload=name)
+            for i, name in enumerate(order)]
+    placed = {c.job_id: c.kind for c in dry_run(pool, jobs, profiles=profiles).start}
+    assert placed == {"x": "H100", "y": "L4"}

@@ -36,6 +36,7 @@ NAME: Final = "inference"
 @dataclass(frozen=True)
 class ServingSize:
     offline_min_ms: int
+    offline_margin: float  # Offline query size over the calibrated rate (loadgen_run)
     server_min_ms: int
     server_latency_ms: float  # MLPerf ResNet's Server bound is 15 ms
     # Server's arrival rate. Fixed, so that slices are compared under the same load,
@@ -48,6 +49,7 @@ class ServingSize:
 
 FULL: Final = ServingSize(
     offline_min_ms=5000,
+    offline_margin=1.5,
     server_min_ms=10000,
     server_latency_ms=15.0,
     server_qps=500.0,
@@ -56,6 +58,7 @@ FULL: Final = ServingSize(
 )
 QUICK: Final = ServingSize(
     offline_min_ms=1000,
+    offline_margin=1.2,
     server_min_ms=2000,
     server_latency_ms=15.0,
     server_qps=500.0,
@@ -247,7 +250,9 @@ def train(config: TrainConfig) -> RunResult:
     with tempfile.TemporaryDirectory(prefix="slicebox-loadgen-") as logdir:
         sut = DigitsSUT(predict, x_eval, y_eval, size.max_batch, lgr.complete)
         try:
-            offline = lgr.run_offline(sut, len(x_eval), size.offline_min_ms, estimate, logdir)
+            offline = lgr.run_offline(
+                sut, len(x_eval), size.offline_min_ms, estimate, logdir, size.offline_margin
+            )
             sdk.report(samples=sut.served, quality=sut.correct / max(sut.served, 1))
             target_qps = config.server_qps or min(
                 size.server_qps, SERVER_MAX_LOAD * offline.samples_per_s

@@ -75,14 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _apply_resources(args: argparse.Namespace) -> None:
-    if args.cores is not None:
-        allowed = os.sched_getaffinity(0)
-        if not args.cores <= allowed:
-            raise SystemExit(
-                f"--cores {sorted(args.cores)} not within this process's cores {sorted(allowed)}"
-            )
-        os.sched_setaffinity(0, args.cores)
+def _pin_cores(cores: set[int] | None) -> None:
+    if cores is None:
+        return
+    allowed = os.sched_getaffinity(0)
+    if not cores <= allowed:
+        raise SystemExit(
+            f"--cores {sorted(cores)} not within this process's cores {sorted(allowed)}"
+        )
+    os.sched_setaffinity(0, cores)
+
+
+def _configure_torch(args: argparse.Namespace) -> None:
     import torch
 
     # A slice is a core set: one thread per core it holds, never torch's default of
@@ -91,7 +95,7 @@ def _apply_resources(args: argparse.Namespace) -> None:
     if args.memory_fraction is not None:
         if not 0 < args.memory_fraction <= 1:
             raise SystemExit(f"--memory-fraction must be in (0, 1], got {args.memory_fraction}")
-        if not (args.device.startswith("cuda") and torch.cuda.is_available()):
+        if not args.device.startswith("cuda"):
             raise SystemExit("--memory-fraction needs a CUDA --device")
         torch.cuda.set_per_process_memory_fraction(args.memory_fraction, torch.device(args.device))
 
@@ -116,21 +120,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Before torch loads OpenMP. Spinning waiters turn one preempted thread into a stall
-    # of every parallel op: with a co-tenant on a 2-core box we measured 3-30x slowdowns
-    # with OpenMP's default policy, against a few per cent lost to passive waiting.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         config = config_from_args(args)
     except ValueError as exc:
         raise SystemExit(f"error: {exc}") from None
-    # A CPU's answer needs no torch: say "not supported" without paying its import.
-    reason = unsupported_reason(config.precision, config.device) if config.device == "cpu" else None
+    _pin_cores(args.cores)  # before torch starts its thread pools
+    # Before any GPU setting: on a box without the GPU asked for, the answer is "not
+    # supported here", not an error about --memory-fraction.
+    reason = unsupported_reason(config.precision, config.device)
     if reason is not None:
         result = unsupported(args.workload, config.precision, config.device, reason)
         print(json.dumps(result.to_dict()), flush=True)
         return EXIT_CODES[result.status]
-    _apply_resources(args)
+    _configure_torch(args)
     try:
         result = registry.train(args.workload, config)
     except Exception as exc:  # a crashed run is still a result the suite must record

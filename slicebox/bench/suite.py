@@ -52,7 +52,7 @@ __all__ = [
     "save_results",
 ]
 
-QUICK_MAX_SECONDS = 60.0  # a quick run that has not converged by then is reported aborted
+QUICK_MAX_SECONDS = 45.0  # a quick run that has not converged by then is reported aborted
 HANG_GRACE_S = 120.0  # beyond the run's own limit, before a silent child is killed
 
 
@@ -254,7 +254,7 @@ def run_suite(
 
     ``slices`` are `SliceShape`s or their spelling (``"cpu:1"``, ``"gpu:0@0.5"``); None
     means one core and all cores. ``repeats`` >= 3 applies MLPerf's rule (seeds
-    ``seed``..``seed+repeats-1``). ``max_seconds`` caps each run (quick default 60 s);
+    ``seed``..``seed+repeats-1``). ``max_seconds`` caps each run (quick default 45 s);
     once ``time_budget_s`` is spent, the remaining cells are "skipped".
     """
     for name in workloads:

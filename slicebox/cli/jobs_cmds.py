@@ -249,13 +249,23 @@ def up(ctx: typer.Context, pool_file: Path | None = POOL_OPTION,
 
 def demo(ctx: typer.Context,
          jobs_dir: Path = typer.Option(Path("examples/jobs"), "--jobs",
-                                       help="Folder of job specs to run.")) -> None:
+                                       help="Folder of job specs to run."),
+         as_json: bool = JSON_OPTION) -> None:
     """Run the example jobs on this machine and report (state under <state>/demo)."""
+    import io
+    import json
+
+    from rich.console import Console
+
     from slicebox.demo.run import run_demo
 
     if not jobs_dir.is_dir():
         raise fail(f"--jobs: {jobs_dir} is not a folder of job specs (run from the "
                    "repository root, or pass --jobs)")
-    result = run_demo(state_dir(ctx), jobs_dir.resolve(), console)
+    out = Console(file=io.StringIO()) if as_json else console
+    result = run_demo(state_dir(ctx), jobs_dir.resolve(), out)
+    if as_json:
+        print_json({"ok": result.ok, "tracking_uri": result.tracking_uri,
+                    **json.loads((result.report_dir / "report.json").read_text())})
     if not result.ok:
         raise fail("the demo did not go as designed: see the checks above", code=1)

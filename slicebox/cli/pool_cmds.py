@@ -66,8 +66,9 @@ def plan(ctx: typer.Context,
             spec = load_spec(path)
         except SpecError as exc:
             raise fail(str(exc)) from None
-        for i in range(count):
-            job_id = spec.name if count == 1 else f"{spec.name}#{i + 1}"
+        copies = count * sum(1 for p in job_files if p == path)
+        for _ in range(count):
+            job_id = spec.name if copies == 1 else f"{spec.name}#{len(views) + 1}"
             views.append(JobView(job_id, Demand.from_spec(spec), submitted_at=len(views),
                                  workload=spec.workload_class, precision=spec.precision,
                                  priority=spec.priority))

@@ -28,6 +28,10 @@ class Policy(abc.ABC):
     #: fit in the free GPUs (``slicebox.policies.common.free_fits``): when they do, a
     #: preemptive policy has nobody to preempt and needs no running job's progress.
     progress_when_contended: ClassVar[bool] = False
+    #: True when ``decide`` may move running jobs to a faster GPU kind even when nobody
+    #: waits: an event-driven caller then asks it after completions too (on pools with
+    #: more than one kind), not only when jobs wait.
+    migrates_between_kinds: ClassVar[bool] = False
 
     @abc.abstractmethod
     def decide(self, snapshot: ClusterSnapshot) -> Decision:

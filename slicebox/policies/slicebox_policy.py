@@ -42,6 +42,7 @@ class SliceboxPolicy(Policy):
     name = "slicebox"
     preemptive = True
     progress_when_contended = True
+    migrates_between_kinds = True
     preempt_ratio: ClassVar[float] = 4.0
     guard_rho: ClassVar[float] = 8.0
     upgrade_gain: ClassVar[float] = 0.3  # move if it saves this share of the remaining time

@@ -32,7 +32,6 @@ from slicebox.sim.job import SimJob
 from slicebox.sim.profiles import SimProfiles
 from slicebox.sim.result import JobRecord, SimResult, Timeline
 from slicebox.sim.speed import SpeedBook
-from slicebox.spec.demand import Demand
 from slicebox.snapshot import (
     Assignment,
     Capacity,
@@ -42,6 +41,7 @@ from slicebox.snapshot import (
     JobView,
     NodeView,
 )
+from slicebox.spec.demand import Demand
 
 DEFAULT_ROUND_SECONDS = 360.0  # Gavel's simulator
 _COMPLETE, _READY = 0, 1
@@ -153,6 +153,9 @@ class Engine:
         self._cache: dict[int, OrderedDict[str, float]] = {}
         self._capacity_total = MappingProxyType(dict(self.alloc.total_gpus))
         self._staging_mbps = _staging_bandwidth(pool)
+        # Asked even when nobody waits, if it moves jobs between kinds and there are some.
+        self._migrates = (getattr(policy, "migrates_between_kinds", False)
+                          and len(self.alloc.kinds) > 1)
         self._cache_gib = _cache_capacity(pool)
         for run in self.runs:
             self._prepare(run)
@@ -236,7 +239,7 @@ class Engine:
                     if idle_ticks >= self.options.stuck_rounds:
                         self._note_stuck()
                         break
-            elif changed and self.waiting:
+            elif changed and (self.waiting or (self._migrates and self.running)):
                 self._decide()
                 if self.waiting and not self.running and not heap and next_arrival >= total:
                     self._note_stuck()

@@ -85,7 +85,7 @@ def test_kill_9_controller_then_restart(tmp_path: Path):
 
 def test_a_job_that_ended_while_no_controller_ran_keeps_its_result(tmp_path: Path):
     setup = Setup(tmp_path)
-    job_id = setup.submit("quick", setup.python_job("sleeper.py", "0.8", str(setup.locks)))
+    job_id = setup.submit("quick", setup.python_job("sleeper.py", "3", str(setup.locks)))
     first = _controller_process(setup)
     try:
         _wait(lambda: bool(setup.store.job(job_id).samples), what="job reporting")

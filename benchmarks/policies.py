@@ -1,0 +1,183 @@
+"""Every policy on every public trace, side by side in one run, with the published numbers.
+
+    .venv/bin/python benchmarks/policies.py                 # everything (about 10 minutes)
+    .venv/bin/python benchmarks/policies.py --quick         # 2 workloads, 2 seeds
+    .venv/bin/python benchmarks/policies.py --markdown out.md
+
+(a) The 8 Pollux/Sia workloads (160 Philly jobs each) on Sia's 64-GPU cluster
+    (``sia-64``), beside Sia's published Sia and Gavel results on workload 1.
+(b) Gavel's physical-cluster traces with its measured throughputs on Gavel's 48-GPU
+    V100/P100/K80 cluster (``gavel-48``), event-driven and in Gavel's 360 s rounds.
+(c) The Alibaba 2023 trace by FGD's method (``slicebox.sim.allocation_curve``), 10 seeds,
+    beside FGD's published curve points.
+
+Each cell shows the metric and, in brackets, its ratio to the best of the *other*
+policies (the best baseline) for that metric; for Slicebox's row that is the number
+the claim rests on (below 1.00x is better for times, above for allocation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import math
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+
+from slicebox.sim import allocation_curve, pools, report, traces
+from slicebox.sim.api import make_speeds, simulate
+from slicebox.sim.result import SimResult
+
+POLICIES = ("slicebox", "fifo", "srtf", "tiresias", "gavel", "synergy", "fgd")
+SIA_PUBLISHED = {"Sia (published)": (0.54, 15.5), "Gavel in Sia's simulator (published)":
+                 (1.67, 35.6)}
+GAVEL_TRACES = ("max_min_fairness.trace", "minimize_makespan.trace")
+NO_HINTS = ("fifo", "srtf", "tiresias", "gavel", "synergy")  # same live default placement
+
+
+# -- (a) Pollux/Sia workloads ------------------------------------------------------------
+
+def _sia_runs(policy: str, workloads: Sequence[int]) -> list[SimResult]:
+    pool = pools.resolve("sia-64")
+    speeds = make_speeds(pool)  # one per process: Sia's interpolation tables are cached
+    path = traces.trace_path("pollux-workloads")
+    return [simulate(path / f"philly-workload-{w}.csv", pool, policy, speeds=speeds)
+            for w in workloads]
+
+
+def section_sia(workloads: Sequence[int], workers: int) -> str:
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        futures = {p: pool.submit(_sia_runs, p, workloads) for p in POLICIES}
+        runs = {p: f.result() for p, f in futures.items()}
+    out = ["### (a) Pollux/Sia workloads on Sia's 64-GPU cluster (sia-64)", ""]
+    first = [runs[p][0] for p in POLICIES]
+    extra = [(label, {"avg_jct": f"{jct:.2f} h", "makespan": f"{mk:.1f} h"})
+             for label, (jct, mk) in SIA_PUBLISHED.items()]
+    out += [f"Workload {workloads[0]}, all metrics:", "",
+            report.comparison_table(first, extra=extra if workloads[0] == 1 else ())]
+    out += ["Average JCT (h) per workload, and the mean over workloads:", ""]
+    header = "| policy | " + " | ".join(f"w{w}" for w in workloads) + " | mean | vs best baseline |"
+    out += [header, "|---" * (len(workloads) + 3) + "|"]
+    means = {p: statistics.fmean(r.metrics.avg_jct / 3600 for r in runs[p]) for p in POLICIES}
+    for p in POLICIES:
+        cells = [f"{r.metrics.avg_jct / 3600:.2f}" for r in runs[p]]
+        best = min(v for q, v in means.items() if q != p)
+        name = f"**{p}**" if p == "slicebox" else p
+        out.append(f"| {name} | " + " | ".join(cells) + f" | {means[p]:.3f} | "
+                   f"{means[p] / best:.2f}x |")
+    out += ["", "Makespan (h) per workload:", "", header.replace(" vs best baseline |", ""),
+            "|---" * (len(workloads) + 2) + "|"]
+    for p in POLICIES:
+        cells = [f"{r.metrics.makespan / 3600:.1f}" for r in runs[p]]
+        mean = statistics.fmean(r.metrics.makespan / 3600 for r in runs[p])
+        out.append(f"| {p} | " + " | ".join(cells) + f" | {mean:.1f} |")
+    return "\n".join(out) + "\n"
+
+
+# -- (b) Gavel traces --------------------------------------------------------------------
+
+def _gavel_runs(policy: str, rounds: float | None) -> list[SimResult]:
+    pool = pools.resolve("gavel-48")
+    speeds = make_speeds(pool)
+    return [simulate(traces.trace_path(f"gavel/{t}"), pool, policy, speeds=speeds,
+                     round_seconds=rounds) for t in GAVEL_TRACES]
+
+
+def section_gavel(workers: int) -> str:
+    out = ["### (b) Gavel's traces and throughputs on Gavel's 48-GPU cluster (gavel-48)", ""]
+    modes = (("event-driven", None), ("360 s rounds (Gavel's simulator)", 360.0))
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        futures = {(p, label): pool.submit(_gavel_runs, p, rounds)
+                   for p in POLICIES for label, rounds in modes}
+        runs = {key: f.result() for key, f in futures.items()}
+    for label, _ in modes:
+        for i, trace in enumerate(GAVEL_TRACES):
+            results = [runs[(p, label)][i] for p in POLICIES]
+            jobs = results[0].metrics.jobs
+            out += [f"`{trace}` ({jobs} jobs), {label}:", "", report.comparison_table(results)]
+    out += ["Published context: on a generated trace for a 36:36:36 V100:P100:K80 cluster, "
+            "Gavel's own simulator gives FIFO 75,690 s vs FIFO-perf (heterogeneity-aware) "
+            "55,447 s average JCT (0.73x). That trace is not public; the traces above are "
+            "Gavel's physical-cluster traces, so only the direction (heterogeneity-aware < "
+            "agnostic) is comparable, not the seconds.", ""]
+    return "\n".join(out) + "\n"
+
+
+# -- (c) Alibaba by FGD's method ------------------------------------------------------------
+
+def _curve(policy: str, seed: int) -> tuple[str, int, float, float, int, int, float]:
+    pool = pools.resolve("alibaba-gpu-2023")
+    pods = traces.read_trace(traces.trace_path(
+        "alibaba-gpu-2023/openb_pod_list_default.csv")).jobs
+    curve = allocation_curve.run_curve(pods, pool, policy, seed)
+    return policy, seed, curve.at(1.0), curve.at(1.3), curve.placed, curve.pods, curve.seconds
+
+
+def section_alibaba(seeds: int, workers: int) -> str:
+    methods = ("slicebox", "fgd", "fifo")  # fifo stands for every policy without hints
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        futures = [pool.submit(_curve, m, s) for m in methods for s in range(seeds)]
+        rows = [f.result() for f in futures]
+    out = ["### (c) Alibaba GPU 2023 by FGD's method (alibaba-gpu-2023: 1,213 GPU nodes, "
+           "6,212 GPUs)", "",
+           f"GPU allocation (% of GPU capacity) when the arrived requests reach 100 % and "
+           f"130 % of capacity; mean ± std over {seeds} seeds.", "",
+           "| placement | at 100 % | at 130 % | vs best baseline at 100 % | pods placed | "
+           "s per seed |", "|---|---|---|---|---|---|"]
+    stats = {}
+    for m in methods:
+        mine = [r for r in rows if r[0] == m]
+        at100 = [100 * r[2] for r in mine]
+        at130 = [100 * r[3] for r in mine]
+        stats[m] = (statistics.fmean(at100), _std(at100), statistics.fmean(at130), _std(at130),
+                    statistics.fmean(r[4] / r[5] for r in mine),
+                    statistics.fmean(r[6] for r in mine))
+    for m in methods:
+        a100, s100, a130, s130, placed, secs = stats[m]
+        best = max(v[0] for k, v in stats.items() if k != m)
+        label = {"fifo": "live placer default (" + ", ".join(NO_HINTS) + ")",
+                 "slicebox": "**slicebox**"}.get(m, m)
+        out.append(f"| {label} | {a100:.2f} ± {s100:.2f} | {a130:.2f} ± {s130:.2f} | "
+                   f"{a100 / best:.3f}x | {100 * placed:.1f} % | {secs:.1f} |")
+    for name, value in allocation_curve.PUBLISHED_AT_100.items():
+        at130 = (f"{allocation_curve.PUBLISHED_FGD_AT_130:.2f}" if name == "FGD" else "")
+        out.append(f"| {name} (FGD paper, published) | {value:.2f} | {at130} | | | |")
+    return "\n".join(out) + "\n"
+
+
+def _std(values: Sequence[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 workloads, 2 seeds")
+    parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    parser.add_argument("--seeds", type=int, default=None, help="Alibaba seeds (default 10)")
+    parser.add_argument("--only", choices=("sia", "gavel", "alibaba"), default=None)
+    parser.add_argument("--markdown", default=None, help="also write the tables to this file")
+    args = parser.parse_args(argv)
+    workloads = [1, 2] if args.quick else list(range(1, 9))
+    seeds = args.seeds or (2 if args.quick else 10)
+    sections = []
+    started = time.perf_counter()
+    if args.only in (None, "sia"):
+        sections.append(section_sia(workloads, args.workers))
+        print(sections[-1], flush=True)
+    if args.only in (None, "gavel"):
+        sections.append(section_gavel(args.workers))
+        print(sections[-1], flush=True)
+    if args.only in (None, "alibaba"):
+        sections.append(section_alibaba(seeds, args.workers))
+        print(sections[-1], flush=True)
+    print(f"(benchmark ran {math.ceil(time.perf_counter() - started)} s)")
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(sections))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

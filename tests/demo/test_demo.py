@@ -1,0 +1,47 @@
+"""The main job end to end: `slicebox demo` on the shipped examples, then MLflow read back.
+
+Slow (about a minute of real training on 2 cores): run by `make test-slow`, which CI runs.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from slicebox.cli import app
+from slicebox.store import Store
+from slicebox.tracking import EXPERIMENT
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_demo_runs_every_example_as_designed_and_tracks_each_job(tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(app, ["--state", str(tmp_path), "demo", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["ok"]
+    checks = {c["name"]: c["ok"] for c in report["checks"]}
+    assert all(checks.values()), checks
+    assert {"every job succeeded", "every job reached its quality target",
+            "jobs running at the same time never shared a core",
+            "a dataset was staged once and then reused"} <= set(checks)
+    assert any(name.startswith("wide-cnn-sparse") for name in checks)  # waited, then ran
+    assert (tmp_path / "demo" / "report" / "utilisation.png").stat().st_size > 0
+
+    store = Store.open(tmp_path / "demo")
+    jobs = store.jobs()
+    assert len(jobs) == len(list((ROOT / "examples/jobs").glob("*.yaml")))
+    client = MlflowClient(tracking_uri=report["tracking_uri"])
+    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
+    by_job = {r.data.tags["slicebox.job_id"]: r for r in runs}
+    assert set(by_job) == {j.id for j in jobs}
+    for job in jobs:
+        run = by_job[job.id]
+        assert run.data.params["cores"] == ",".join(map(str, job.composition.cores))
+        assert run.data.metrics["avg_samples_per_s"] > 0
+        assert run.data.metrics["quality"] == pytest.approx(job.quality)

@@ -108,10 +108,11 @@ def section_gavel(workers: int) -> str:
 # -- (c) Alibaba by FGD's method ------------------------------------------------------------
 
 def _curve(policy: str, seed: int) -> tuple[str, int, float, float, int, int, float]:
-    pool = pools.resolve("alibaba-gpu-2023")
+    scale = allocation_curve.CPU_SCALE
+    pool = pools.alibaba_pool(cpu_scale=scale)
     pods = traces.read_trace(traces.trace_path(
         "alibaba-gpu-2023/openb_pod_list_default.csv")).jobs
-    curve = allocation_curve.run_curve(pods, pool, policy, seed)
+    curve = allocation_curve.run_curve(pods, pool, policy, seed, cpu_scale=scale)
     return policy, seed, curve.at(1.0), curve.at(1.3), curve.placed, curve.pods, curve.seconds
 
 

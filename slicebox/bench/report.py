@@ -32,6 +32,8 @@ def _detail(result: BenchResult) -> str:
         parts.append(f"dense {result.dense_quality:.3f}")
     if result.sparse_speedup is not None:
         parts.append(f"2:4 kernels {result.sparse_speedup:.2f}x")
+    if result.cotenant_cores is not None and result.cotenant_cores >= 0.25:
+        parts.append(f"[yellow]co-tenants used {result.cotenant_cores:.1f} cores[/yellow]")
     if result.reason:
         parts.append(result.reason)
     return "; ".join(parts)

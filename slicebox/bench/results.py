@@ -100,6 +100,9 @@ class BenchResult:
     sparse_speedup: float | None = None
     note: str = ""
     wall_s: float = 0.0  # the whole child process, start-up included
+    # Cores' worth of CPU other processes used on the slice's cores during the run
+    # (slicebox.bench.cotenancy); None where it could not be measured.
+    cotenant_cores: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -3,30 +3,26 @@
 A run is a child ``python -m slicebox.bench.run`` pinned to its slice (``--cores``,
 ``--device``, ``--memory-fraction``, ``CUDA_VISIBLE_DEVICES``): exactly what a Slicebox
 job on that slice would get, with fresh thread pools and allocator, and nothing left
-over from the run before. Runs go one at a time, so they never share the machine.
+over from the run before. Runs go one at a time, so they never share the machine with
+each other; other processes may, and `cotenancy` measures them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from slicebox import sdk
 from slicebox.bench import registry
+from slicebox.bench.child import child_argv, child_env, run_child
+from slicebox.bench.cotenancy import CoTenancyMeter
 from slicebox.bench.precision import unsupported_reason
 from slicebox.bench.report import plot_results, results_table
 from slicebox.bench.results import (
-    RESULT_KIND,
     STATUS_FAILED,
     STATUS_OK,
     STATUS_SKIPPED,
@@ -52,8 +48,9 @@ __all__ = [
     "save_results",
 ]
 
-QUICK_MAX_SECONDS = 45.0  # a quick run that has not converged by then is reported aborted
+QUICK_MAX_SECONDS = 30.0  # a quick run that has not converged by then is reported aborted
 HANG_GRACE_S = 120.0  # beyond the run's own limit, before a silent child is killed
+COTENANT_WARN_CORES = 0.25  # co-tenant CPU on the slice worth a warning next to its numbers
 
 
 @dataclass(frozen=True)
@@ -87,101 +84,13 @@ def save_results(results: Sequence[BenchResult], path: str | Path) -> None:
     Path(path).write_text(results_to_json(results) + "\n")
 
 
-def child_argv(
+def _combine(
     workload: str,
     shape: SliceShape,
     precision: str,
-    *,
-    quick: bool,
-    seed: int,
-    max_seconds: float | None,
-    python: str = sys.executable,
-) -> list[str]:
-    """The job argv that runs one benchmark on one slice shape."""
-    argv = [
-        python,
-        "-m",
-        "slicebox.bench.run",
-        workload,
-        "--precision",
-        precision,
-        "--seed",
-        str(seed),
-        "--device",
-        shape.device,
-    ]
-    if quick:
-        argv.append("--quick")
-    if max_seconds is not None:
-        argv += ["--max-seconds", f"{max_seconds:g}"]
-    if shape.cores is not None:
-        argv += ["--cores", ",".join(map(str, shape.cores))]
-    if shape.memory_fraction is not None:
-        argv += ["--memory-fraction", f"{shape.memory_fraction:g}"]
-    return argv
-
-
-def _child_env(shape: SliceShape) -> dict[str, str]:
-    env = dict(os.environ)
-    if shape.cores is not None:
-        # OpenMP sizes its pool before torch can be told; start it at the slice's size.
-        env["OMP_NUM_THREADS"] = str(len(shape.cores))
-    if shape.visible_devices is not None:
-        env["CUDA_VISIBLE_DEVICES"] = shape.visible_devices
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def run_child(
-    argv: list[str],
-    env: dict[str, str],
-    timeout_s: float,
-    on_report: Callable[[dict[str, Any]], None] | None = None,
-) -> RunResult | str:
-    """Run one benchmark process; its RunResult, or why there is none."""
-    with tempfile.TemporaryFile(mode="w+") as stderr:
-        process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
-        killed = threading.Event()
-
-        def kill() -> None:
-            killed.set()
-            process.kill()
-
-        # A watchdog, because a hung child would block the readline loop forever.
-        watchdog = threading.Timer(timeout_s, kill)
-        watchdog.start()
-        result: RunResult | None = None
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                if line.startswith("{"):
-                    try:
-                        data = json.loads(line)
-                    except ValueError:
-                        continue
-                    if isinstance(data, dict) and data.get("kind") == RESULT_KIND:
-                        result = RunResult.from_dict(data)
-                    continue
-                report = sdk.parse_report_line(line)
-                if report is not None and report["source"] == "slicebox" and on_report:
-                    on_report(report)
-            returncode = process.wait()
-        finally:
-            watchdog.cancel()
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        if result is not None:
-            return result
-        stderr.seek(0)
-        tail = stderr.read().strip().splitlines()[-3:]
-        if killed.is_set():
-            return f"killed after {timeout_s:.0f} s without a result"
-        return f"exit status {returncode}: {' | '.join(tail) or 'no output'}"
-
-
-def _combine(
-    workload: str, shape: SliceShape, precision: str, runs: list[RunResult], wall_s: float
+    runs: list[RunResult],
+    wall_s: float,
+    cotenant: float | None,
 ) -> BenchResult:
     ok = [r for r in runs if r.status == STATUS_OK]
     first = runs[0]
@@ -198,7 +107,14 @@ def _combine(
             wall_s=wall_s,
         )
     times = [r.time_to_quality_s for r in ok]
-    note = "; ".join(sorted({r.note for r in ok if r.note}))
+    notes = sorted({r.note for r in ok if r.note})
+    if cotenant is not None and cotenant >= COTENANT_WARN_CORES:
+        where = f"the slice's {len(shape.cores)} cores" if shape.cores else "this host"
+        notes.append(
+            f"other processes used {cotenant:.1f} cores of {where} during the run: "
+            "the numbers understate an exclusive slice"
+        )
+    note = "; ".join(notes)
     ttq: float | None
     if len(ok) >= 3:
         try:
@@ -235,6 +151,7 @@ def _combine(
         sparse_speedup=mean([r.sparse_speedup for r in ok]),
         note=note,
         wall_s=wall_s,
+        cotenant_cores=cotenant,
     )
 
 
@@ -254,7 +171,7 @@ def run_suite(
 
     ``slices`` are `SliceShape`s or their spelling (``"cpu:1"``, ``"gpu:0@0.5"``); None
     means one core and all cores. ``repeats`` >= 3 applies MLPerf's rule (seeds
-    ``seed``..``seed+repeats-1``). ``max_seconds`` caps each run (quick default 45 s);
+    ``seed``..``seed+repeats-1``). ``max_seconds`` caps each run (quick default 30 s);
     once ``time_budget_s`` is spent, the remaining cells are "skipped".
     """
     for name in workloads:
@@ -352,6 +269,7 @@ def _run_cell(
                 cores=cores,
             )
     runs: list[RunResult] = []
+    cotenants: list[float] = []
     cell_start = time.monotonic()
     for repeat in range(plan.repeats):
         seed = plan.seed + repeat
@@ -359,7 +277,13 @@ def _run_cell(
             workload, shape, precision, quick=plan.quick, seed=seed, max_seconds=plan.limit
         )
         timeout = (plan.limit or 3600.0) + HANG_GRACE_S
-        outcome = run_child(argv, _child_env(shape), timeout, on_report)
+        meter = CoTenancyMeter(shape.cores)
+        meter.start()
+        run_start = time.monotonic()
+        outcome = run_child(argv, child_env(shape), timeout, on_report)
+        others = meter.stop(time.monotonic() - run_start)
+        if others is not None:
+            cotenants.append(others)
         if isinstance(outcome, str):
             outcome = RunResult(
                 workload=workload,
@@ -372,4 +296,5 @@ def _run_cell(
         runs.append(outcome)
         if outcome.status != STATUS_OK:
             break  # unsupported or broken: repeating would say the same thing
-    return _combine(workload, shape, precision, runs, time.monotonic() - cell_start)
+    cotenant = max(cotenants) if cotenants else None
+    return _combine(workload, shape, precision, runs, time.monotonic() - cell_start, cotenant)

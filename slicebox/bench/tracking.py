@@ -58,6 +58,7 @@ def _metrics(result: BenchResult) -> dict[str, float]:
         "dense_quality": result.dense_quality,
         "sparse_speedup": result.sparse_speedup,
         "wall_s": result.wall_s if result.wall_s else None,
+        "cotenant_cores": result.cotenant_cores,
     }
     return {name: float(v) for name, v in values.items() if v is not None}
 

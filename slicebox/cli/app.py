@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from slicebox.cli import bench_cmds, jobs_cmds, pool_cmds
+from slicebox.cli import bench_cmds, jobs_cmds, pool_cmds, sim_cmds
 
 app = typer.Typer(name="slicebox", no_args_is_help=True, add_completion=False,
                   help="Compose right-sized slices of GPUs, cores, memory and storage for "
@@ -30,3 +30,4 @@ app.command("events")(jobs_cmds.events)
 app.command("up")(jobs_cmds.up)
 app.command("demo")(jobs_cmds.demo)
 app.command("bench")(bench_cmds.bench)
+app.command("simulate")(sim_cmds.simulate)

@@ -24,11 +24,13 @@ def target_from(snapshot: ClusterSnapshot) -> TargetWorkload:
         (j.demand.gpu_share, float(j.demand.cpus), j.demand.memory_gib) for j in snapshot.jobs)
 
 
-def place_one(table: NodeTable, job: JobView) -> Assignment | None:
-    """FGD's hint for one waiting job, charged to ``table``; None if it fits nowhere."""
+def place_one(table: NodeTable, job: JobView, balance: bool = False) -> Assignment | None:
+    """FGD's hint for one waiting job, charged to ``table``; None if it fits nowhere
+    (``balance``: see ``fragmentation.fgd_choice``)."""
     demand = job.demand
     gpu = demand.fraction if demand.fraction is not None else float(demand.gpus)
-    choice = fgd_choice(table, gpu, float(demand.cpus), demand.memory_gib, demand.kinds)
+    choice = fgd_choice(table, gpu, float(demand.cpus), demand.memory_gib, demand.kinds,
+                        balance)
     if choice is None:
         return None
     node, devices = choice

@@ -250,15 +250,30 @@ def fgd_deltas(table: NodeTable, nodes: np.ndarray, devices: np.ndarray, gpu: fl
 
 
 def fgd_choice(table: NodeTable, gpu: float, cpus: float, memory: float,
-               kinds: Sequence[str] = ()) -> tuple[int, tuple[int, ...]] | None:
+               kinds: Sequence[str] = (), balance: bool = False
+               ) -> tuple[int, tuple[int, ...]] | None:
     """FGD's placement: the (node, devices) whose fragmentation grows least; ties go to
-    the tightest fit, then the lowest index. None when the task fits nowhere."""
+    the tightest fit, then the lowest index. None when the task fits nowhere.
+
+    ``balance`` breaks ties (equal growth) by how well the node's cores keep up with
+    its GPUs afterwards instead: the node left with the most cores per free GPU,
+    relative to what the workload's tasks ask per GPU, so that no GPU is stranded on a
+    node whose cores ran out first."""
     nodes, devices = candidates(table, gpu, cpus, memory, kinds)
     if len(nodes) == 0:
         return None
     delta = fgd_deltas(table, nodes, devices, gpu, cpus, memory)
     left = table.free[nodes].sum(axis=1)
-    best = int(np.lexsort((nodes, left, np.round(delta, 9)))[0])
+    if balance:
+        wl = table.workload
+        per_gpu = float((wl.weight * wl.cpus / np.maximum(wl.gpu, 1e-9)).sum()) or 1.0
+        gpus_after = np.maximum(left - max(gpu, 0.0), 0.0)
+        cores_after = table.cpus[nodes] - cpus
+        # Cores short of what the remaining free GPUs will need (0: enough for all).
+        short = np.maximum(gpus_after * per_gpu - cores_after, 0.0) / per_gpu
+        best = int(np.lexsort((nodes, left, np.round(short, 6), np.round(delta, 9)))[0])
+    else:
+        best = int(np.lexsort((nodes, left, np.round(delta, 9)))[0])
     return int(nodes[best]), pick_devices(table, int(nodes[best]), int(devices[best]), gpu)
 
 

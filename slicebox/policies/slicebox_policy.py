@@ -50,6 +50,8 @@ class SliceboxPolicy(Policy):
     locality_gib: ClassVar[float] = 10.0  # data sets at least this big are worth following
 
     reserve_scale: ClassVar[float] = 1.5  # reserve = min(1, scale x pool pressure)
+    pack_by_gpu: ClassVar[bool] = True  # weigh task classes by GPUs, not count
+    pack_balance: ClassVar[bool] = True  # break fragmentation ties by core balance
 
     def __init__(self, target: TargetWorkload | None = None) -> None:
         """``target``: the task mix the pool serves, for fragmentation-aware packing
@@ -205,7 +207,7 @@ class SliceboxPolicy(Policy):
             if frag is not None and demand.gpus <= node_size:
                 # GPUs are shared here: every task goes where the pool's fragmentation
                 # for the task mix grows least, weighted by GPUs (see _packing_target).
-                hinted = place_one(frag, job)
+                hinted = place_one(frag, job, self.pack_balance)
                 if hinted is not None:
                     self._tables.touched.add(frag.index[hinted.node or ""])
                     out.append(hinted)
@@ -232,7 +234,7 @@ class SliceboxPolicy(Policy):
             target = target_from(snapshot)
         elif not bool((target.gpu < 1.0).any()):
             return None
-        return target.weighted_by_gpu()
+        return target.weighted_by_gpu() if self.pack_by_gpu else target
 
     def _sized(self, job: JobView, kind: str | None, snapshot: ClusterSnapshot, room: NodeRoom,
                cpu_aware: bool, data_nodes: dict[str, list[str]], reserve: float

@@ -12,7 +12,7 @@ job's speed, so only their counts are kept here (see docs/simulator.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from slicebox.pool.model import Pool
@@ -354,5 +354,3 @@ class Allocator:
                 return Allocation(kind, 1.0, (Share(g.index, (), cpus, memory),))
         return None
 
-
-KindOrder = Callable[[int, Demand, Assignment], Sequence[str]]

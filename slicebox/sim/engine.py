@@ -180,7 +180,7 @@ class Engine:
         ref_rate = (self.speeds.job_rate(job, ref, share) if share and ref in run.kinds
                     else best)
         run.ref_rate = (ref_rate or best) / max(share, 1e-9) if share else 1.0
-        setup = job.startup_seconds + self._staging_seconds(job, None)
+        setup = job.startup_seconds + self._staging_seconds(job)
         run.isolated = setup + job.work / best if best > 0 else math.inf
 
     # -- the loop ------------------------------------------------------------------
@@ -210,9 +210,12 @@ class Engine:
             self.now = t
             changed = False
             while heap and heap[0][0] <= t + _EPS:
-                _, _, code, handle, version = heapq.heappop(heap)
+                _, _, code, handle, token = heapq.heappop(heap)
                 run = runs[handle]
-                if run.version != version or run.alloc is None:
+                # A completion is stale once the job's speed changed (version); the end of
+                # its setup once it was stopped or started again (starts).
+                if run.alloc is None or token != (run.version if code == _COMPLETE
+                                                  else run.starts):
                     continue
                 self.events += 1
                 if code == _COMPLETE:
@@ -460,7 +463,7 @@ class Engine:
         else:
             self._schedule(run)
         if setup > 0:
-            self._push(run.ready_at, _READY, run)
+            self._push(run.ready_at, _READY, run, run.starts)
         return True
 
     def _stop(self, run: _Run) -> None:
@@ -525,9 +528,10 @@ class Engine:
         finish = eff + (left / run.rate if left > 0 else 0.0)
         self._push(finish, _COMPLETE, run)
 
-    def _push(self, when: float, code: int, run: _Run) -> None:
+    def _push(self, when: float, code: int, run: _Run, token: int | None = None) -> None:
         self.seq += 1
-        heapq.heappush(self.heap, (when, self.seq, code, run.handle, run.version))
+        heapq.heappush(self.heap, (when, self.seq, code, run.handle,
+                                   run.version if token is None else token))
 
     def _set_view(self, run: _Run) -> None:
         job = run.job
@@ -583,7 +587,7 @@ class Engine:
 
     # -- staging -------------------------------------------------------------------
 
-    def _staging_seconds(self, job: SimJob, node: str | None) -> float:
+    def _staging_seconds(self, job: SimJob) -> float:
         if not self.options.staging or job.dataset is None or self._staging_mbps <= 0:
             return 0.0
         return job.dataset.size_gib * 1024.0 / self._staging_mbps
@@ -600,7 +604,7 @@ class Engine:
             if key in cache:
                 cache.move_to_end(key)
                 continue
-            seconds = self._staging_seconds(job, None)
+            seconds = self._staging_seconds(job)
             cache[key] = size
             while sum(cache.values()) > self._cache_gib and len(cache) > 1:
                 cache.popitem(last=False)

@@ -93,7 +93,7 @@ class PlacerEngine(Engine):
             staging = 0.0
             if comp.staging is not None:
                 if not comp.staging.cached:
-                    staging = self._staging_seconds(run.job, None)
+                    staging = self._staging_seconds(run.job)
                 self.data.commit(comp.node, comp.staging, self.now)
             alloc = self._from_composition(comp)
             self._hold(run, alloc, True)

@@ -74,8 +74,12 @@ def philly_pool(gpus: int = 2000, kind: str = "P100") -> Pool:
                        "shared_volumes": [NETWORK]}, "philly preset")
 
 
-def alibaba_pool(path: str | os.PathLike[str] | None = None, gpu_only: bool = True) -> Pool:
-    """The Alibaba 2023 node list as a pool (GPU nodes only, as FGD's experiments use)."""
+def alibaba_pool(path: str | os.PathLike[str] | None = None, gpu_only: bool = True,
+                 cpu_scale: int = 1) -> Pool:
+    """The Alibaba 2023 node list as a pool (GPU nodes only, as FGD's experiments use).
+
+    ``cpu_scale`` counts cores in 1/scale units: the trace gives milli-cores and most
+    pods ask for a fraction (3.152 cores), which whole cores would round up."""
     from slicebox.sim import traces
 
     source = path or traces.trace_path("alibaba-gpu-2023/openb_node_list_gpu_node.csv")
@@ -85,7 +89,7 @@ def alibaba_pool(path: str | os.PathLike[str] | None = None, gpu_only: bool = Tr
         if gpu_only and not node.gpus:
             continue
         entry: dict[str, Any] = {"name": node.name, "memory_gib": max(node.memory_gib, 1.0),
-                                 "cores": max(1, int(node.cpus))}
+                                 "cores": max(1, int(round(node.cpus * cpu_scale)))}
         if node.gpus:
             entry["gpus"] = [{"kind": node.gpu_model, "count": node.gpus}]
         models.append(entry)

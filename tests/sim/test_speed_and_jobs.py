@@ -86,3 +86,22 @@ def test_co_located_gavel_jobs_run_at_their_measured_pair_speed() -> None:
     engine.run()
     rates = {r.job.id: r.rate for r in engine.runs}
     assert rates == pytest.approx({"a": pair[0], "b": pair[1]})
+
+
+def test_setup_accounting_survives_a_co_runner_change_during_staging() -> None:
+    from slicebox.spec.demand import DatasetRef
+
+    the_pool = pool(gpus=1, kind="V100", volumes=True)
+    book = SpeedBook(["V100"], cpu_sensitivity=False)
+    a_type, b_type = "ResNet-18 (batch size 64)", "ResNet-50 (batch size 64)"
+    data = DatasetRef("big", "/data/big", 50.0)  # 50 s of staging
+    jobs = [SimJob("a", 0.0, Demand(gpus=1, fraction=0.5), Family.GAVEL, a_type, 2000.0,
+                   a_type, dataset=data),
+            SimJob("b", 10.0, Demand(gpus=1, fraction=0.5), Family.GAVEL, b_type, 2000.0,
+                   b_type)]
+    engine = Engine(jobs, the_pool, policies.get("fifo"), book, EngineOptions())
+    result = engine.run()
+    assert all(j.finished for j in result.jobs)
+    assert engine.setup_gpus == pytest.approx(0.0)
+    assert (result.timeline.busy_gpus >= -1e-9).all()
+    assert (result.timeline.busy_gpus <= result.timeline.allocated_gpus + 1e-9).all()

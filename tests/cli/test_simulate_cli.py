@@ -31,8 +31,8 @@ def test_bad_line_names_file_line_and_reason_then_can_be_skipped(tmp_path: Path)
             "--out", str(tmp_path / "r")]
     result = runner.invoke(app, args)
     assert result.exit_code == 2
-    message = " ".join(result.output.split())
-    assert f"{bad}:4: column 'time': 'not-a-number' is not a number" in message
+    squeezed = "".join(result.output.split())  # rich wraps long paths anywhere
+    assert f"{bad}:4:column'time':'not-a-number'isnotanumber" in squeezed
     skipped = runner.invoke(app, [*args, "--skip-bad-lines", "--json"])
     assert skipped.exit_code == 0, skipped.output
     assert json.loads(skipped.output)["run"]["skipped_lines"] == 1

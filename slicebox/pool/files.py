@@ -35,12 +35,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slicebox.pool.cpulist import format_cpulist, parse_cpulist
 from slicebox.pool.kinds import get_kind
 from slicebox.pool.model import Device, Link, MigInstance, Node, Pool, Tier, Volume
+from slicebox.untrusted import describe, read_yaml
 
 MAX_POOL_BYTES = 4 * 1024 * 1024  # a pool of thousands of nodes written out in full fits easily
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
@@ -333,18 +333,6 @@ def _build_node(pool_name: str, model: NodeModel, name: str) -> Node:
                 tuple(tuple(r) for r in links) if devices else ())
 
 
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown field (misspelt?)"
-        # A whole-pool check already names the field in its message.
-        lines.append(f"{where}: {message}" if where else message)
-    return "; ".join(lines)
-
-
 def parse_pool(data: object, source: str = "pool file") -> Pool:
     """Validate already-loaded data; raise PoolFileError naming every bad field."""
     if not isinstance(data, dict):
@@ -352,7 +340,7 @@ def parse_pool(data: object, source: str = "pool file") -> Pool:
     try:
         model = PoolModel.model_validate(data)
     except ValidationError as exc:
-        raise PoolFileError(f"{source}: {_describe(exc)}") from None
+        raise PoolFileError(f"{source}: {describe(exc)}") from None
     nodes = tuple(_build_node(model.name, node, name)
                   for node in model.nodes for name in _replica_names(node))
     shared = tuple(v.build(shared=True) for v in model.shared_volumes)
@@ -362,20 +350,7 @@ def parse_pool(data: object, source: str = "pool file") -> Pool:
 def load_pool(path: str | Path) -> Pool:
     """Read a pool YAML file, refusing unreadable, huge or non-YAML files with a clear reason."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_POOL_BYTES:
-            raise PoolFileError(f"{path}: file is {size} bytes; a pool file may be at most "
-                                f"{MAX_POOL_BYTES} bytes")
-        text = path.read_text(encoding="utf-8")
-    except PoolFileError:
-        raise
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PoolFileError(f"{path}: cannot read the file: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PoolFileError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(path, MAX_POOL_BYTES, "a pool file", PoolFileError)
     return parse_pool(data, str(path))
 
 

@@ -13,7 +13,6 @@ import signal
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,6 +23,7 @@ from pydantic import (
 )
 
 from slicebox.pool.kinds import get_kind
+from slicebox.untrusted import describe, read_yaml
 
 MAX_SPEC_BYTES = 256 * 1024  # a job file is a few hundred bytes; anything huge is a mistake
 SHELL_METACHARACTERS = re.compile(r"[|&;<>()$`\\\"'*?\[\]~{}\n]")
@@ -175,17 +175,6 @@ class JobSpec(_Strict):
         return self.workload or self.name
 
 
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown field (misspelt?)"
-        lines.append(f"{where}: {message}")
-    return "; ".join(lines)
-
-
 def parse_spec(data: object, source: str = "job spec") -> JobSpec:
     """Validate already-loaded data; raise SpecError naming every bad field."""
     if not isinstance(data, dict):
@@ -193,24 +182,10 @@ def parse_spec(data: object, source: str = "job spec") -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(f"{source}: {_describe(exc)}") from None
+        raise SpecError(f"{source}: {describe(exc)}") from None
 
 
 def load_spec(path: str | Path) -> JobSpec:
     """Read a job YAML file, refusing unreadable, huge or non-YAML files with a clear reason."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_SPEC_BYTES:
-            raise SpecError(f"{path}: file is {size} bytes; a job spec may be at most "
-                            f"{MAX_SPEC_BYTES} bytes")
-        text = path.read_text(encoding="utf-8")
-    except SpecError:
-        raise
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read the file: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    return parse_spec(data, str(path))
+    return parse_spec(read_yaml(path, MAX_SPEC_BYTES, "a job spec", SpecError), str(path))

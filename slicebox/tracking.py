@@ -26,7 +26,7 @@ _STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "cancelled": "KILLED",
 
 
 def slicebox_home() -> Path:
-    return Path(os.environ.get("SLICEBOX_HOME", Path.home() / ".slicebox")).expanduser()
+    return Path(os.environ.get("SLICEBOX_HOME") or Path.home() / ".slicebox").expanduser()
 
 
 def default_tracking_uri(state_dir: Path | None = None) -> str:

@@ -9,17 +9,23 @@ from rich.table import Table
 
 from slicebox.bench.results import BenchResult
 
+_SHORT_METRIC = {"accuracy": "acc", "perplexity": "ppl"}
+
 
 def _number(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
+    if value is None:
+        return "-"
+    # Throughputs span 100 to 100,000+ samples/s: whole numbers are precise enough there.
+    return f"{value:,.0f}" if value >= 1000 else f"{value:,.{digits}f}"
 
 
 def _quality(result: BenchResult) -> str:
     if result.quality is None:
         return "-"
-    target = "" if result.quality_target is None else f" / {result.quality_target:g}"
+    target = "" if result.quality_target is None else f"/{result.quality_target:g}"
     mark = " ✓" if result.reached_target else ""
-    return f"{result.quality_metric} {result.quality:.3f}{target}{mark}"
+    metric = _SHORT_METRIC.get(result.quality_metric, result.quality_metric)
+    return f"{metric} {result.quality:.3f}{target}{mark}"
 
 
 def _detail(result: BenchResult) -> str:
@@ -33,7 +39,7 @@ def _detail(result: BenchResult) -> str:
     if result.sparse_speedup is not None:
         parts.append(f"2:4 kernels {result.sparse_speedup:.2f}x")
     if result.cotenant_cores is not None and result.cotenant_cores >= 0.25:
-        parts.append(f"[yellow]co-tenants used {result.cotenant_cores:.1f} cores[/yellow]")
+        parts.append(f"[yellow]shared: others used {result.cotenant_cores:.1f} cores[/yellow]")
     if result.reason:
         parts.append(result.reason)
     return "; ".join(parts)
@@ -41,12 +47,15 @@ def _detail(result: BenchResult) -> str:
 
 def results_table(results: Sequence[BenchResult], title: str = "Slicebox bench") -> Table:
     """workload x slice x precision: samples/s, time-to-quality, quality reached."""
-    table = Table(title=title)
-    for column in ("workload", "slice", "precision", "status"):
-        table.add_column(column)
-    table.add_column("samples/s", justify="right")
-    table.add_column("time-to-quality s", justify="right")
-    table.add_column("quality / target")
+    table = Table(title=title, caption="TTQ: time-to-quality, run_start to run_stop")
+    # Numbers keep their width; on a narrow terminal the text columns wrap instead.
+    table.add_column("workload", min_width=6)
+    table.add_column("slice", min_width=6)
+    table.add_column("prec", min_width=4)
+    table.add_column("status", min_width=4)
+    table.add_column("samples/s", justify="right", min_width=9)
+    table.add_column("TTQ s", justify="right", min_width=6)
+    table.add_column("quality/target", min_width=10)
     table.add_column("detail", overflow="fold")
     for r in results:
         status = r.status if r.status != "ok" else "[green]ok[/green]"

@@ -8,26 +8,14 @@ logging benchmarks never changes where the caller's own ``mlflow.log_*`` calls g
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from slicebox.bench.results import STATUS_OK, BenchResult
+from slicebox.tracking import default_tracking_uri, slicebox_home
 
 EXPERIMENT = "slicebox-bench"
-
-
-def slicebox_home() -> Path:
-    return Path(os.environ.get("SLICEBOX_HOME") or "~/.slicebox").expanduser()
-
-
-def default_tracking_uri() -> str:
-    """``$MLFLOW_TRACKING_URI``, else ``sqlite:///$SLICEBOX_HOME/mlflow.db``."""
-    configured = os.environ.get("MLFLOW_TRACKING_URI")
-    if configured:
-        return configured
-    return f"sqlite:///{(slicebox_home() / 'mlflow.db').resolve()}"
 
 
 def _params(result: BenchResult) -> dict[str, str]:

@@ -20,8 +20,10 @@ from slicebox.snapshot import Assignment, ClusterSnapshot, Decision, JobView
 
 
 def target_from(snapshot: ClusterSnapshot) -> TargetWorkload:
-    return TargetWorkload.from_tasks(
-        (j.demand.gpu_share, float(j.demand.cpus), j.demand.memory_gib) for j in snapshot.jobs)
+    """The task mix of the snapshot's jobs (at 1 % resolution, see ``rounded``)."""
+    tasks = [(d.gpu_share, float(d.cpus), d.memory_gib) for d in (j.demand for j in
+                                                                  snapshot.jobs)]
+    return TargetWorkload.from_tasks(tasks).rounded()
 
 
 def place_one(table: NodeTable, job: JobView, balance: bool = False) -> Assignment | None:
@@ -50,8 +52,9 @@ class Fgd(Policy):
         self._tables = TableCache()  # a memo of the node table between decisions
 
     def decide(self, snapshot: ClusterSnapshot) -> Decision:
-        run = [common.keep_or_request(j) for j in snapshot.jobs if j.state.active]
-        waiting = sorted(snapshot.waiting, key=lambda j: (-j.priority, j.submitted_at, j.id))
+        running, queued = common.split(snapshot.jobs)
+        run = [common.keep_or_request(j) for j in running]
+        waiting = sorted(queued, key=lambda j: (-j.priority, j.submitted_at, j.id))
         if not snapshot.nodes:
             return Decision(tuple(run) + tuple(common.keep_or_request(j) for j in waiting))
         table = self._tables.table(snapshot.nodes, self.target or target_from(snapshot))

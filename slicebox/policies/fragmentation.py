@@ -34,6 +34,64 @@ class TargetWorkload:
     memory: np.ndarray
     weight: np.ndarray  # popularity, sums to 1
 
+    def rounded(self, step: float = 0.01) -> TargetWorkload:
+        """Weights and typical requests rounded (weights to ``step``): a mix estimated
+        from the jobs of each snapshot then stays the same between most decisions, so the
+        pool's fragmentation need not be recomputed for every node each time."""
+        weight = np.round(self.weight / step) * step
+        keep = weight > 0
+        if not keep.any():
+            return self
+        weight = weight[keep]
+        return TargetWorkload(self.gpu[keep], np.round(self.cpus[keep], 1),
+                              np.round(self.memory[keep], 1), weight / weight.sum())
+
+    def weighted_by_gpu(self) -> TargetWorkload:
+        """The same classes weighted by the GPUs they ask for in all, not their count."""
+        mass = self.weight * self.gpu
+        total = mass.sum()
+        return TargetWorkload(self.gpu, self.cpus, self.memory,
+                              mass / total if total > 0 else self.weight)
+
+    @property
+    def whole(self) -> np.ndarray:
+        return self.gpu >= 1.0 - _EPS
+
+    @property
+    def threshold(self) -> np.ndarray:
+        """A GPU with less free than this is a fragment for the class."""
+        return np.where(self.whole, 1.0, self.gpu)
+
+    @classmethod
+    def from_tasks(cls, tasks: Iterable[tuple[float, float, float]], by_gpu: bool = False
+                   ) -> TargetWorkload:
+        """Classes from (gpu share, cpus, memory GiB) of tasks (CPU-only tasks dropped:
+        no GPU is ever a fragment for them). Weights are task counts (FGD), or with
+        ``by_gpu`` the GPUs the class asks for in all (a fragment that an 8-GPU task
+        cannot use loses 8 GPUs of work, one a 0.1-GPU task cannot use loses 0.1)."""
+        rows = np.array(list(tasks), dtype=float).reshape(-1, 3)
+        rows = rows[rows[:, 0] > 0]
+        if len(rows) == 0:
+            return cls(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
+        keys, which = np.unique(np.round(rows[:, 0], 3), return_inverse=True)
+        counts = np.bincount(which, minlength=len(keys)).astype(float)
+        cpus = np.array([np.median(rows[which == k, 1]) for k in range(len(keys))])
+        memory = np.array([np.median(rows[which == k, 2]) for k in range(len(keys))])
+        mass = counts * (keys if by_gpu else 1.0)
+        return cls(gpu=keys, cpus=cpus, memory=memory, weight=mass / mass.sum())
+
+    def rounded(self, step: float = 0.01) -> TargetWorkload:
+        """Weights and typical requests rounded (weights to ``step``): a mix estimated
+        from the jobs of each snapshot then stays the same between most decisions, so the
+        pool's fragmentation need not be recomputed for every node each time."""
+        weight = np.round(self.weight / step) * step
+        keep = weight > 0
+        if not keep.any():
+            return self
+        weight = weight[keep]
+        return TargetWorkload(self.gpu[keep], np.round(self.cpus[keep], 1),
+                              np.round(self.memory[keep], 1), weight / weight.sum())
+
     def weighted_by_gpu(self) -> TargetWorkload:
         """The same classes weighted by the GPUs they ask for in all, not their count."""
         mass = self.weight * self.gpu

@@ -133,8 +133,9 @@ class Synergy(Policy):
         self._cores = resources.CoreMemo()
 
     def decide(self, snapshot: ClusterSnapshot) -> Decision:
-        run = [common.keep_or_request(j) for j in snapshot.jobs if j.state.active]
-        waiting = sorted(snapshot.waiting, key=lambda j: (-j.priority, j.submitted_at, j.id))
+        running, queued = common.split(snapshot.jobs)
+        run = [common.keep_or_request(j) for j in running]
+        waiting = sorted(queued, key=lambda j: (-j.priority, j.submitted_at, j.id))
         if not snapshot.nodes:
             return Decision(tuple(run) + tuple(common.keep_or_request(j) for j in waiting))
         room = self._rooms.room(snapshot)

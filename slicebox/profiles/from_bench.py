@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from slicebox.profiles.table import ProfileEntry
 
+COTENANT_LIMIT = 0.25  # cores' worth of others' work above which a measurement is skipped
+
 if TYPE_CHECKING:
     from slicebox.bench.results import BenchResult
 
@@ -21,6 +23,8 @@ def entries_from_bench(results: Sequence[BenchResult], gpu_kind: str | None = No
     for r in results:
         if r.status != "ok" or not r.samples_per_s:
             continue  # "not supported here" and failures are not speeds
+        if (r.cotenant_cores or 0) >= COTENANT_LIMIT:
+            continue  # measured while other processes used the slice's cores: not its speed
         if r.device == "cpu":
             kind, size = "cpu", float(r.cores or 1)
         elif gpu_kind is not None:

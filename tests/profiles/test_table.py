@@ -74,3 +74,20 @@ def test_measured_profiles_steer_placement(order: tuple[str, str]) -> None:
             for i, name in enumerate(order)]
     placed = {c.job_id: c.kind for c in dry_run(pool, jobs, profiles=profiles).start}
     assert placed == {"x": "H100", "y": "L4"}
+
+
+def test_bench_results_become_profile_entries() -> None:
+    from slicebox.bench.results import BenchResult
+    from slicebox.profiles.from_bench import entries_from_bench
+
+    results = [
+        BenchResult("image", "cpu-2c", "fp32", "ok", samples_per_s=2000.0, cores=2),
+        BenchResult("image", "cpu-1c", "fp16", "not supported here", reason="no fp16"),
+        BenchResult("lm", "cpu-1c", "fp32", "ok", samples_per_s=250.0, cores=1,
+                    cotenant_cores=1.0),
+        BenchResult("lm", "gpu0@0.5", "bf16", "ok", samples_per_s=9000.0, device="cuda:0"),
+    ]
+    entries = entries_from_bench(results, gpu_kind="H100", now=5.0)
+    assert [(e.workload, e.kind, e.size, e.precision, e.samples_per_s) for e in entries] == [
+        ("image", "cpu", 2.0, "fp32", 2000.0), ("lm", "H100", 0.5, "bf16", 9000.0)]
+    assert entries_from_bench(results[3:], gpu_kind=None) == []

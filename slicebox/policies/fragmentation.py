@@ -80,57 +80,6 @@ class TargetWorkload:
         mass = counts * (keys if by_gpu else 1.0)
         return cls(gpu=keys, cpus=cpus, memory=memory, weight=mass / mass.sum())
 
-    def rounded(self, step: float = 0.01) -> TargetWorkload:
-        """Weights and typical requests rounded (weights to ``step``): a mix estimated
-        from the jobs of each snapshot then stays the same between most decisions, so the
-        pool's fragmentation need not be recomputed for every node each time."""
-        weight = np.round(self.weight / step) * step
-        keep = weight > 0
-        if not keep.any():
-            return self
-        weight = weight[keep]
-        return TargetWorkload(self.gpu[keep], np.round(self.cpus[keep], 1),
-                              np.round(self.memory[keep], 1), weight / weight.sum())
-
-    def weighted_by_gpu(self) -> TargetWorkload:
-        """The same classes weighted by the GPUs they ask for in all, not their count."""
-        mass = self.weight * self.gpu
-        total = mass.sum()
-        return TargetWorkload(self.gpu, self.cpus, self.memory,
-                              mass / total if total > 0 else self.weight)
-
-    @property
-    def whole(self) -> np.ndarray:
-        return self.gpu >= 1.0 - _EPS
-
-    @property
-    def threshold(self) -> np.ndarray:
-        """A GPU with less free than this is a fragment for the class."""
-        return np.where(self.whole, 1.0, self.gpu)
-
-    @classmethod
-    def from_tasks(cls, tasks: Iterable[tuple[float, float, float]], by_gpu: bool = False
-                   ) -> TargetWorkload:
-        """Classes from (gpu share, cpus, memory GiB) of tasks (CPU-only tasks dropped:
-        no GPU is ever a fragment for them). Weights are task counts (FGD), or with
-        ``by_gpu`` the GPUs the class asks for in all (a fragment that an 8-GPU task
-        cannot use loses 8 GPUs of work, one a 0.1-GPU task cannot use loses 0.1)."""
-        groups: dict[float, list[tuple[float, float]]] = {}
-        for gpu, cpus, memory in tasks:
-            if gpu <= 0:
-                continue
-            groups.setdefault(round(gpu, 3), []).append((cpus, memory))
-        if not groups:
-            return cls(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
-        keys = sorted(groups)
-        mass = np.array([len(groups[k]) * (k if by_gpu else 1.0) for k in keys], dtype=float)
-        return cls(
-            gpu=np.array(keys, dtype=float),
-            cpus=np.array([np.median([c for c, _ in groups[k]]) for k in keys], dtype=float),
-            memory=np.array([np.median([m for _, m in groups[k]]) for k in keys], dtype=float),
-            weight=mass / mass.sum(),
-        )
-
 
 class NodeTable:
     """Free GPU share per device (absent devices count as used), cores and memory per

@@ -50,8 +50,10 @@ _EPS = 1e-6
 Progress = Callable[[int, int, float], None]  # (finished jobs, total jobs, simulated seconds)
 
 
-class SimulationError(RuntimeError):
-    """The simulation cannot go on (a policy named an unknown job, ...)."""
+class SimulationError(ValueError):
+    """The simulation cannot go on: a job no kind of the pool can ever hold, or a policy
+    that broke the contract (named an unknown or finished job, or one twice). A
+    ValueError, so that callers reporting bad input report these too."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,8 @@ class Engine:
         if not run.kinds or not self._fits_pool(demand, run.kinds):
             raise SimulationError(
                 f"job {job.id!r} asks for {demand.gpus} GPU(s) of {list(allowed)} which this "
-                f"pool ({self.pool.name}: {dict(self.alloc.total_gpus)}) can never hold")
+                f"pool ({self.pool.name}: {dict(self.alloc.total_gpus)}) can never hold"
+                f"{self._why_not(demand)}")
         best = rated[0][0]
         ref = self.speeds.reference_kind
         ref_rate = (self.speeds.job_rate(job, ref, share) if share and ref in run.kinds
@@ -288,6 +291,9 @@ class Engine:
 
     def _fits_pool(self, demand: Demand, kinds: Sequence[str]) -> bool:
         return self.alloc.fits_anywhere(demand, kinds)
+
+    def _why_not(self, demand: Demand) -> str:
+        return ""
 
     def _free_gpus(self) -> Mapping[str, int]:
         return self.alloc.free_gpus

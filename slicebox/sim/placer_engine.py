@@ -50,6 +50,11 @@ class PlacerEngine(Engine):
     def _fits_pool(self, demand: Demand, kinds: Sequence[str]) -> bool:
         return self.placer.feasible(demand) is None
 
+    def _why_not(self, demand: Demand) -> str:
+        reason = self.placer.feasible(demand)
+        return (f" with the live placer, which puts a job on one node ({reason}); "
+                "placement='fast' places jobs larger than a node") if reason else ""
+
     def _free_gpus(self) -> Mapping[str, int]:
         return self.state.capacity().free_gpus
 

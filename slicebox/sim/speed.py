@@ -185,7 +185,7 @@ class SpeedBook:
         if cached is not None:
             return cached
         recipe = self.sia.application(app)
-        sizes = self.sia._validation(app).batch_sizes  # noqa: SLF001 - the validated range
+        sizes = self.sia.validated_batch_sizes(app)
         batch = min(max(batch_size, sizes[0]), sizes[-1])
         work = sum(recipe.dataset_size / self.sia.efficiency(app, batch, epoch)
                    for epoch in range(recipe.max_epochs))

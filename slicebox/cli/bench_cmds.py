@@ -76,6 +76,7 @@ def bench(ctx: typer.Context,
     for entry in entries_from_bench(results, _local_gpu_kind()):
         profiles.put(entry)
     save_profiles(home, profiles)
+    _record_in_store(home, profiles)
     if mlflow:
         from slicebox.bench.tracking import log_bench_results
         from slicebox.tracking import default_tracking_uri
@@ -87,3 +88,17 @@ def bench(ctx: typer.Context,
     console.print(report.results_table(results))
     console.print(f"results: {out_dir / 'results.json'}, plot: {out_dir / 'bench.png'}, "
                   f"profiles: {profiles_path(home)}")
+
+
+def _record_in_store(home, profiles) -> None:
+    """The measured table also goes into the store, beside the jobs it will steer."""
+    import json
+    from dataclasses import asdict
+
+    from slicebox.store import Store
+
+    store = Store.open(home)
+    try:
+        store.put_value("profiles", json.dumps([asdict(e) for e in profiles.entries()]))
+    finally:
+        store.close()

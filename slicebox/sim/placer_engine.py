@@ -106,7 +106,9 @@ class PlacerEngine(Engine):
                 self._release(run, alloc)
 
     def _allocate(self, run: _Run, a: Assignment, kinds: Sequence[str]) -> Allocation | None:
-        raise NotImplementedError("the placer engine places whole decisions")
+        # Never reached: this engine overrides the per-assignment path and hands the whole
+        # decision to the live Placer; a call here would mean the base loop changed.
+        raise RuntimeError("the placer engine places whole decisions, not single assignments")
 
     def _release(self, run: _Run, alloc: Allocation) -> None:
         if run.id in self.state:

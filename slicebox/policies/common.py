@@ -26,6 +26,11 @@ def keep_or_request(job: JobView) -> Assignment:
     return Assignment(job.id, job.demand.gpus)
 
 
+def fifo_key(job: JobView) -> tuple[int, float, str]:
+    """Priority first (higher first), then arrival: the order FIFO-family policies share."""
+    return (-job.priority, job.submitted_at, job.id)
+
+
 def remaining_seconds(jobs: Sequence[JobView]) -> np.ndarray:
     """Remaining time of each job on its requested GPUs of the reference kind, from
     ``remaining_work`` and ``reference_rate``; inf where either is unknown."""

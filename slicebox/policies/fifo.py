@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
+from slicebox.policies import common
 from slicebox.policies.base import Policy
 from slicebox.policies.registry import POLICIES
-from slicebox.snapshot import Assignment, ClusterSnapshot, Decision, JobView
-
-
-def keep_or_request(job: JobView) -> Assignment:
-    """A running job keeps what it has; a waiting one asks for its minimum."""
-    if job.current is not None:
-        return job.current
-    return Assignment(job.id, job.demand.gpus)
+from slicebox.snapshot import ClusterSnapshot, Decision
 
 
 @POLICIES.register("fifo", "priority-fifo")
@@ -23,6 +17,6 @@ class Fifo(Policy):
     reads_progress = False
 
     def decide(self, snapshot: ClusterSnapshot) -> Decision:
-        running = [keep_or_request(j) for j in snapshot.jobs if j.state.active]
-        waiting = sorted(snapshot.waiting, key=lambda j: (-j.priority, j.submitted_at, j.id))
-        return Decision(tuple(running) + tuple(keep_or_request(j) for j in waiting))
+        running = [common.keep_or_request(j) for j in snapshot.jobs if j.state.active]
+        waiting = sorted(snapshot.waiting, key=common.fifo_key)
+        return Decision(tuple(running) + tuple(common.keep_or_request(j) for j in waiting))

@@ -135,7 +135,7 @@ class Synergy(Policy):
     def decide(self, snapshot: ClusterSnapshot) -> Decision:
         running, queued = common.split(snapshot.jobs)
         run = [common.keep_or_request(j) for j in running]
-        waiting = sorted(queued, key=lambda j: (-j.priority, j.submitted_at, j.id))
+        waiting = sorted(queued, key=common.fifo_key)
         if not snapshot.nodes:
             return Decision(tuple(run) + tuple(common.keep_or_request(j) for j in waiting))
         room = self._rooms.room(snapshot)

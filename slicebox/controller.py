@@ -38,9 +38,9 @@ from slicebox.backends.base import (
     StagingFailed,
 )
 from slicebox.backends.stager import remove_partial_copies
-from slicebox.placement.plan import Composition, Plan, Staging
 from slicebox.placement.staging import CacheEntry, DataCache
 from slicebox.placement.state import AllocationError, PoolState
+from slicebox.pool.composition import Composition, Plan, Staging
 from slicebox.pool.slices import SliceShape
 from slicebox.profiles.base import PeakRateEstimator, ThroughputModel
 from slicebox.profiles.table import ProfileTable

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from slicebox.placement.plan import Composition, Plan, Staging
+from slicebox.pool.composition import Composition, Plan, Staging
 from slicebox.store.records import JobRecord
 
 

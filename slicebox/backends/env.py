@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from slicebox.placement.plan import Composition
+from slicebox.pool.composition import Composition
 from slicebox.pool.kinds import get_kind
 from slicebox.pool.slices import SliceShape
 from slicebox.spec.job import JobSpec

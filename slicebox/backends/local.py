@@ -33,7 +33,7 @@ from slicebox.backends.base import (
 from slicebox.backends.env import job_environment, memory_bytes
 from slicebox.backends.logs import read_reports
 from slicebox.backends.stager import Stager
-from slicebox.placement.plan import Composition, Plan
+from slicebox.pool.composition import Composition, Plan
 from slicebox.store.records import JobRecord
 
 LAUNCHER = Path(launcher_module.__file__)

@@ -17,8 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from slicebox.placement.plan import Staging
-from slicebox.placement.staging import CACHE_DIR
+from slicebox.pool.composition import CACHE_DIR, Staging
 
 TMP_PREFIX = ".slicebox-tmp-"
 

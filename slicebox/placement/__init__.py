@@ -1,9 +1,9 @@
 """Placement: turns a policy's decision into exact slices, cores, memory and data staging."""
 
 from slicebox.placement.placer import Placer, dry_run
-from slicebox.placement.plan import Composition, Plan, Staging
 from slicebox.placement.staging import CacheEntry, DataCache
 from slicebox.placement.state import AllocationError, PoolState
+from slicebox.pool.composition import Composition, Plan, Staging
 
 __all__ = ["AllocationError", "CacheEntry", "Composition", "DataCache", "Placer", "Plan",
            "PoolState", "Staging", "dry_run"]

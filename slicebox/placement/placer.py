@@ -28,9 +28,9 @@ from types import MappingProxyType
 
 from slicebox.placement import search
 from slicebox.placement.feasibility import Feasibility
-from slicebox.placement.plan import Composition, Plan
 from slicebox.placement.staging import DataCache
 from slicebox.placement.state import PoolState
+from slicebox.pool.composition import Composition, Plan
 from slicebox.pool.model import Pool
 from slicebox.pool.slices import SliceShape
 from slicebox.profiles.base import ThroughputModel

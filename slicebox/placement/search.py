@@ -26,9 +26,9 @@ import itertools
 import math
 from collections.abc import Sequence
 
-from slicebox.placement.plan import Composition
 from slicebox.placement.state import EPS, PoolState
 from slicebox.placement.topology import MIG_COMPUTE
+from slicebox.pool.composition import Composition
 from slicebox.pool.kinds import MigProfile, get_kind
 from slicebox.pool.model import Link
 from slicebox.pool.slices import Slice, SliceShape

@@ -23,11 +23,10 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from slicebox.placement.plan import Staging
+from slicebox.pool.composition import CACHE_DIR, Staging
 from slicebox.pool.model import Node, Volume
 from slicebox.spec.demand import DatasetRef
 
-CACHE_DIR = "slicebox-cache"
 DEFAULT_MAX_FILL = 0.9  # leave a tenth of a volume to everyone else (and to tmpfs's RAM)
 
 

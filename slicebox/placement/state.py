@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from slicebox.placement.plan import Composition, Plan
 from slicebox.placement.topology import MIG_COMPUTE, MIG_SLICES, Topology, bits
+from slicebox.pool.composition import Composition, Plan
 from slicebox.pool.model import Pool
 from slicebox.pool.slices import Slice, SliceShape
 from slicebox.snapshot import Capacity, NodeView

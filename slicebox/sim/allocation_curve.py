@@ -27,10 +27,10 @@ import numpy as np
 
 from slicebox import policies
 from slicebox.placement import search
-from slicebox.placement.plan import Composition
 from slicebox.placement.state import PoolState
 from slicebox.policies.base import Policy
 from slicebox.policies.fragmentation import TargetWorkload
+from slicebox.pool.composition import Composition
 from slicebox.pool.kinds import get_kind
 from slicebox.pool.model import Pool
 from slicebox.pool.slices import SliceShape

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from slicebox.placement.placer import Placer
-from slicebox.placement.plan import Composition
 from slicebox.placement.staging import DataCache
 from slicebox.placement.state import PoolState
+from slicebox.pool.composition import Composition
 from slicebox.pool.model import Pool
 from slicebox.pool.slices import SliceShape
 from slicebox.sim.allocator import Allocation, Share

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from slicebox.placement.plan import Composition, Staging
+from slicebox.pool.composition import Composition, Staging
 from slicebox.pool.slices import Slice, SliceShape
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from slicebox.placement.plan import Composition
+from slicebox.pool.composition import Composition
 from slicebox.snapshot import JobState
 from slicebox.spec.job import JobSpec
 

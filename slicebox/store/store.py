@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from slicebox.placement.plan import Composition
+from slicebox.pool.composition import Composition
 from slicebox.snapshot import JobState
 from slicebox.spec.job import JobSpec
 from slicebox.store import history, leases, transitions

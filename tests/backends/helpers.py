@@ -10,7 +10,7 @@ from pathlib import Path
 
 from slicebox.backends.base import BackendEvent, Exited
 from slicebox.backends.local import LocalBackend
-from slicebox.placement.plan import Composition
+from slicebox.pool.composition import Composition
 from slicebox.pool.slices import Slice, SliceShape
 from slicebox.snapshot import JobState
 from slicebox.spec import parse_spec

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from slicebox.backends.env import job_environment
-from slicebox.placement.plan import Composition
+from slicebox.pool.composition import Composition
 from slicebox.pool.slices import Slice, SliceShape
 from slicebox.spec import parse_spec
 

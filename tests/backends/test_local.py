@@ -214,7 +214,7 @@ def test_the_memory_limit_holds(store: Store, backend: LocalBackend):
 
 def test_apply_starts_and_stops_what_a_plan_says(store: Store, backend: LocalBackend):
     from slicebox.backends.base import Started
-    from slicebox.placement.plan import Plan
+    from slicebox.pool.composition import Plan
 
     job, comp = started_job(store, composition, ["sleep", "30"],
                             checkpoint={"grace_seconds": 0})

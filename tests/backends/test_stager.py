@@ -15,7 +15,7 @@ from slicebox.backends.stager import (
     copy_into_place,
     remove_partial_copies,
 )
-from slicebox.placement.plan import Staging
+from slicebox.pool.composition import Staging
 
 
 def _dataset(root: Path, files: int = 3) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slicebox.placement import Placer, Plan, PoolState
-from slicebox.placement.plan import Composition
+from slicebox.pool.composition import Composition
 from slicebox.pool.files import load_pool
 from slicebox.pool.model import Pool
 from slicebox.profiles.base import ThroughputModel

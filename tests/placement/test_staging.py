@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from slicebox.placement import DataCache, PoolState
-from slicebox.placement.staging import CACHE_DIR, CacheEntry, cache_dir_name
+from slicebox.placement.staging import CacheEntry, cache_dir_name
+from slicebox.pool.composition import CACHE_DIR
 from slicebox.pool.files import parse_pool
 from slicebox.pool.model import Node, Tier, Volume
 from slicebox.spec.demand import DatasetRef

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from slicebox.placement import AllocationError, Placer, PoolState
-from slicebox.placement.plan import Composition
 from slicebox.placement.search import find_cpu, find_fraction, find_mig, find_whole
+from slicebox.pool.composition import Composition
 from slicebox.pool.slices import Slice, SliceShape
 from slicebox.pool.synthetic import uniform_pool
 from slicebox.snapshot import Assignment, ClusterSnapshot, Decision

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from slicebox.placement.plan import Composition, Staging
+from slicebox.pool.composition import Composition, Staging
 from slicebox.pool.slices import Slice, SliceShape
 from slicebox.snapshot import JobState
 from slicebox.spec import SpecError, parse_spec

@@ -1,4 +1,8 @@
-"""What placement hands the backend: exact compositions, and why the rest must wait."""
+"""What a job gets (a composition) and what one round hands the backend (a plan).
+
+These are domain types, below placement: placement produces them, the store persists
+them and backends enforce them, so neither the store nor a backend imports placement.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from slicebox.pool.slices import Slice
+
+CACHE_DIR = "slicebox-cache"  # the folder staged copies live in, on every volume
 
 
 @dataclass(frozen=True)

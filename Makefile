@@ -24,7 +24,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 test-slow: setup
-	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]  # exit 5: no slow tests selected
+	SLICEBOX_HYPOTHESIS=slow $(BIN)/python -m pytest -q -m 'slow or fuzz' || [ $$? -eq 5 ]  # 5: none selected
 
 lint: setup
 	$(BIN)/ruff check slicebox tests benchmarks

@@ -1,15 +1,15 @@
-"""How the simulator scales: the full Philly trace, one big decision, and the live placer.
+"""How the simulator scales: the full Philly trace and one big decision, both through the
+one placement engine (the live ``Placer`` on a long-lived ``PoolState``).
 
-    .venv/bin/python benchmarks/sim_scale.py            # everything (about 5 minutes)
-    .venv/bin/python benchmarks/sim_scale.py --quick    # slicebox only, smaller cross-check
+    .venv/bin/python benchmarks/sim_scale.py            # every policy
+    .venv/bin/python benchmarks/sim_scale.py --quick    # slicebox and fifo only
 
 1. The full 82,247-job Philly trace on a 2,000-GPU pool (``philly-2000``), per policy:
    wall time of the whole ``simulate`` call (target: under 2 minutes on 2 cores).
 2. One scheduling decision with 5,000 waiting jobs on a 10,000-GPU pool whose GPUs are
    all busy (10,000 one-GPU jobs running), per policy: ``policy.decide`` time, and the
-   engine's snapshot and placement time around it (target: under 1 second).
-3. The live ``Placer`` in the engine (``placement="placer"``) against the engine's own
-   index (``placement="fast"``), on the Philly jobs that fit on one node.
+   engine's snapshot and placement time around it (target: under 1 second, all three
+   together).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from slicebox import policies
 from slicebox.sim import pools, traces
 from slicebox.sim.api import make_speeds, simulate
 from slicebox.sim.engine import Engine, EngineOptions
-from slicebox.sim.placer_engine import PlacerEngine
 from slicebox.sim.workloads import build_jobs
 
 PHILLY = "philly/philly.csv"
@@ -46,47 +45,27 @@ def full_philly(names: list[str]) -> list[tuple[str, float, float]]:
     return rows
 
 
-def big_decision(names: list[str], engine_class: type[Engine] = Engine) -> None:
+def big_decision(names: list[str]) -> None:
     pool = pools.resolve("philly-10000")
     speeds = make_speeds(pool)
     trace = traces.read_trace(traces.trace_path(PHILLY)).jobs
     one_gpu = [j for j in trace if j.num_gpus == 1][:10_000]
     busy = [dataclasses.replace(j, id=f"busy-{i}", arrival=0.0, duration=1e7)
             for i, j in enumerate(one_gpu)]
-    fitting = [j for j in trace if j.num_gpus <= 8] if engine_class is PlacerEngine else trace
     waiting = [dataclasses.replace(j, id=f"wait-{i}", arrival=1.0)
-               for i, j in enumerate(fitting[:5_000])]
+               for i, j in enumerate(trace[:5_000])]
     jobs = build_jobs(busy + waiting, pool, speeds)
     for name in names:
-        engine = engine_class(jobs, pool, policies.get(name), speeds,
-                              EngineOptions(until=1.0, log_decisions=True, timeline=False))
+        engine = Engine(jobs, pool, policies.get(name), speeds,
+                        EngineOptions(until=1.0, log_decisions=True, timeline=False))
         engine.run()
         last = engine.decision_log[-1]
         total = last.snapshot_seconds + last.decide_seconds + last.apply_seconds
-        verdict = "ok" if last.decide_seconds < LIMIT_DECISION_S else "OVER 1 s"
-        print(f"  {name:9s} decide {1000 * last.decide_seconds:7.1f} ms  "
-              f"(snapshot {1000 * last.snapshot_seconds:6.1f} ms, placement "
-              f"{1000 * last.apply_seconds:7.1f} ms, all {1000 * total:7.1f} ms; "
-              f"{last.waiting:,} waiting, {last.running:,} running)  {verdict}", flush=True)
-
-
-def placer_cross_check(limit: int) -> None:
-    pool = pools.resolve("philly-2000")
-    speeds = make_speeds(pool)
-    trace = [j for j in traces.read_trace(traces.trace_path(PHILLY)).jobs if j.num_gpus <= 8]
-    jobs = build_jobs(trace[:limit], pool, speeds)
-    for label, engine_class in (("fast", Engine), ("placer", PlacerEngine)):
-        engine = engine_class(jobs, pool, policies.get("fifo"), speeds,
-                              EngineOptions(log_decisions=True))
-        started = time.perf_counter()
-        result = engine.run()
-        wall = time.perf_counter() - started
-        log = engine.decision_log
-        apply_ms = 1000 * sum(d.apply_seconds for d in log) / max(len(log), 1)
-        running = sum(d.running for d in log) / max(len(log), 1)
-        print(f"  {label:6s} {wall:6.1f} s for {len(jobs):,} jobs; placement {apply_ms:.3f} ms "
-              f"per decision (avg {running:.0f} running); avg JCT "
-              f"{result.metrics.avg_jct / 3600:.3f} h", flush=True)
+        verdict = "ok" if total < LIMIT_DECISION_S else "OVER 1 s"
+        print(f"  {name:9s} all {1000 * total:7.1f} ms  (snapshot "
+              f"{1000 * last.snapshot_seconds:6.1f} ms, decide {1000 * last.decide_seconds:7.1f}"
+              f" ms, placement {1000 * last.apply_seconds:7.1f} ms; {last.waiting:,} waiting, "
+              f"{last.running:,} running)  {verdict}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,10 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     full_philly(names)
     print("\nOne decision: 5,000 waiting jobs, 10,000 GPUs all busy (philly-10000):")
     big_decision(names)
-    print("\nThe same decision with the live Placer (jobs of at most one node):")
-    big_decision(["slicebox", "fifo"], PlacerEngine)
-    print("\nLive Placer vs the engine's index, FIFO on Philly jobs of <= 8 GPUs:")
-    placer_cross_check(20_000 if args.quick else 40_000)
     return 0
 
 

@@ -4,7 +4,9 @@ One scheduling round is the same live and simulated::
 
     snapshot = ...                                   # from the store, or the simulator's state
     decision = policy.decide(snapshot)               # which jobs run, on what kind, how many
-    plan     = placer.place(snapshot, decision)      # exact slices, cores, volume; or why not
+    plan     = placer.place(state, snapshot, decision)  # exact slices, cores, volume (on one
+                                                     # node or a gang over several); or a
+                                                     # NoFit saying what is short
     backend.apply(plan)
 
 A policy never sees a clock of its own, the store, or a backend: only this snapshot.
@@ -122,6 +124,9 @@ class ClusterSnapshot:
     profiles: ThroughputModel = field(default_factory=PeakRateEstimator)
     round_seconds: float | None = None  # set in round-based scheduling (Gavel-style)
     nodes: tuple[NodeView, ...] = ()  # per-node free resources; empty when not provided
+    # Optional: ``jobs`` by id, for a caller that keeps one up to date anyway (the
+    # simulator). Placement then finds the jobs it places without scanning ``jobs``.
+    job_index: Mapping[str, JobView] | None = None
 
     @property
     def waiting(self) -> tuple[JobView, ...]:

@@ -63,7 +63,27 @@ class Progress:
     log_offset: int
 
 
-BackendEvent = Started | Exited | Staged | StagingFailed | Progress
+@dataclass(frozen=True)
+class Breached:
+    """A job went past a limit of its composition; what the backend did about it.
+
+    ``limit``: "cores" or "memory"; ``observed``/``allowed``: what it had and what it may
+    have, in words ("cores 0-1", "0.73 GiB"); ``action``: "reverted" (put back, the job
+    runs on) or "killed" (an ``Exited`` naming the limit follows)."""
+
+    job_id: str
+    attempt: int
+    limit: str
+    observed: str
+    allowed: str
+    action: str
+
+    def describe(self) -> str:
+        return (f"{self.limit} limit breached: {self.observed} used, {self.allowed} "
+                f"allowed; {self.action}")
+
+
+BackendEvent = Started | Exited | Staged | StagingFailed | Progress | Breached
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from slicebox.pool.composition import Composition
 from slicebox.pool.kinds import get_kind
-from slicebox.pool.slices import SliceShape
+from slicebox.pool.slices import SliceType
 from slicebox.spec.job import JobSpec
 
 GIB = 1 << 30
@@ -42,7 +42,7 @@ def job_environment(base: Mapping[str, str], job_id: str, attempt: int, spec: Jo
     if spec.checkpoint.path:
         env["SLICEBOX_CHECKPOINT_PATH"] = spec.checkpoint.path
     env["SLICEBOX_CHECKPOINT_SIGNAL"] = spec.checkpoint.signal
-    shared = [s for s in comp.slices if s.shape is SliceShape.FRACTION]
+    shared = [s for s in comp.slices if s.shape is SliceType.FRACTION]
     if shared:
         cap = shared[0]
         env["SLICEBOX_GPU_MEMORY_GIB"] = f"{cap.memory_gib:g}"

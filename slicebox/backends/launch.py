@@ -1,14 +1,23 @@
 """The launcher: the parent of every local job, so its composition holds from the first
-instruction and its exit code is never lost.
+instruction, nothing it starts outlives it, and its exit code is never lost.
 
-    python -P launch.py --job-id ID --attempt N --exit-file PATH \
-        [--cores 0,1] [--memory-bytes B --memory-mode rlimit-data|rlimit-as|cgroup2] \
-        [--cgroup DIR] -- argv...
+    python -I launch.py --job-id ID --attempt N --exit-file PATH [--cores 0,1]
+        [--memory-bytes B --memory-mode rlimit-data|rlimit-as|cgroup2|cgroup1]
+        [--cgroup DIR] [--cpuset DIR] [--private --hide PATH ...] [--env-stdin] -- argv...
 
-It pins itself to the cores (the job inherits them), forks, and the child sets the memory
-limit and ``exec``s the argv: no shell, no window in which the job runs unconfined. The
-launcher then waits, and writes the exit code to ``--exit-file`` atomically: a controller
-that was restarted meanwhile is not the job's parent and could not learn it otherwise.
+It runs with a clean environment of its own; the job's environment arrives as JSON on
+stdin (``--env-stdin``) and is applied to the job only, so nothing a job declares
+(``PYTHONPATH``, ``LD_PRELOAD``) can change the launcher.
+
+It makes itself a child subreaper (every orphan of the job becomes its child), pins
+itself to the cores, makes the job's cgroups, and forks. With ``--private`` the child is
+the init of a new pid namespace, in a mount namespace of its own where the state
+directory is hidden, /sys and cgroupfs are read-only, ``/proc`` shows the job's processes only and
+``/dev/shm`` is a private tmpfs; it dies with the launcher (``PR_SET_PDEATHSIG``), and
+the kernel kills everything in the namespace when it dies. The job itself is forked from
+there, joins its cgroups, loses every capability and ``exec``s the argv: no shell, no
+window in which it runs unconfined. At the end the launcher kills whatever of the tree is
+left, removes the cgroups and writes the exit code to ``--exit-file`` atomically.
 
 Standard library only, run as a file: it starts fast and needs nothing installed.
 """
@@ -17,11 +26,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import errno
 import json
 import os
 import resource
 import signal
+import stat
 import sys
 import time
 from pathlib import Path
@@ -31,6 +42,13 @@ MECHANISM_ENV = "SLICEBOX_MEMORY_LIMIT_MECHANISM"
 # what they mean (checkpoint, exit); the launcher must outlive it to report its exit code.
 _SURVIVE = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM",
             "SIGPWR", "SIGXCPU")
+GIB = 1 << 30
+
+CLONE_NEWNS, CLONE_NEWPID = 0x00020000, 0x20000000
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_CHILD_SUBREAPER = 1, 24, 36
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_RDONLY = 2, 4, 8, 1
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -41,8 +59,17 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cores", default="")
     parser.add_argument("--memory-bytes", type=int, default=0)
     parser.add_argument("--memory-mode", default="rlimit-data",
-                        choices=("rlimit-as", "rlimit-data", "cgroup2"))
-    parser.add_argument("--cgroup", default=None, help="cgroup v2 directory for this job")
+                        choices=("rlimit-as", "rlimit-data", "cgroup2", "cgroup1"))
+    parser.add_argument("--cgroup", default=None, help="the job's memory cgroup directory")
+    parser.add_argument("--cpuset", default=None, help="the job's cgroup v1 cpuset directory")
+    parser.add_argument("--private", action="store_true",
+                        help="run the job in private mount and pid namespaces")
+    parser.add_argument("--hide", action="append", default=[],
+                        help="a directory the job must not see (with --private)")
+    parser.add_argument("--data", default=None,
+                        help="the job's dataset; kept visible when it is in /dev/shm")
+    parser.add_argument("--env-stdin", action="store_true",
+                        help="read the job's environment as a JSON object from stdin")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command[:1] == ["--"]:
@@ -56,8 +83,16 @@ def _noop(_signum: int, _frame: object) -> None:
     pass
 
 
+def _libc_call(name: str, *argv: object) -> None:
+    if getattr(_LIBC, name)(*argv) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{name}: {os.strerror(err)}")
+
+
+# ---- cgroups --------------------------------------------------------------------------
+
 def _make_cgroup(path: Path, limit: int) -> str | None:
-    """Create the job's cgroup with its memory cap; the reason it failed, or None."""
+    """Create the job's cgroup v2 with its memory cap; the reason it failed, or None."""
     try:
         path.mkdir(exist_ok=True)
         (path / "memory.max").write_text(str(limit))
@@ -69,48 +104,48 @@ def _make_cgroup(path: Path, limit: int) -> str | None:
     return None
 
 
-def _limit_child(mode: str, limit: int, cgroup: Path | None) -> None:
-    """In the child, before exec: join the cgroup, or cap by rlimit."""
-    if mode == "cgroup2" and cgroup is not None:
-        (cgroup / "cgroup.procs").write_text(str(os.getpid()))
-    elif limit > 0:
-        which = resource.RLIMIT_DATA if mode == "rlimit-data" else resource.RLIMIT_AS
-        resource.setrlimit(which, (limit, limit))
-
-
-def _exec_child(args: argparse.Namespace, mode: str, cgroup: Path | None, error_w: int) -> None:
+def _make_v1_memory(path: Path, limit: int) -> str | None:
     try:
-        # Python ignores SIGPIPE and SIGXFSZ; an exec'd program expects the defaults.
-        for name in ("SIGPIPE", "SIGXFSZ"):
-            signal.signal(getattr(signal, name), signal.SIG_DFL)
-        _limit_child(mode, args.memory_bytes, cgroup)
-        os.execvp(args.command[0], args.command)
-    except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
-        with contextlib.suppress(OSError):
-            os.write(error_w, f"cannot run {args.command[0]!r}: {exc}".encode()[:4000])
-    os._exit(127)
+        path.mkdir(exist_ok=True)
+        (path / "memory.limit_in_bytes").write_text(str(limit))
+        swap = path / "memory.memsw.limit_in_bytes"
+        with contextlib.suppress(OSError):  # only with swap accounting; must be >= the cap
+            if swap.exists():
+                swap.write_text(str(limit))
+    except OSError as exc:
+        return f"{exc.strerror or exc} ({path})"
+    return None
 
 
-def _kill_leftovers() -> None:
-    """Processes the job left behind in its process group (workers, helpers) go too."""
-    me, group = os.getpid(), os.getpgid(0)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            if int(fields[2]) == group:
-                os.kill(int(entry.name), signal.SIGKILL)
-        except (OSError, IndexError, ValueError):
-            continue
+def _make_v1_cpuset(path: Path, cores: str) -> str | None:
+    try:
+        path.mkdir(exist_ok=True)
+        (path / "cpuset.mems").write_text((path.parent / "cpuset.mems").read_text())
+        (path / "cpuset.cpus").write_text(cores)
+    except OSError as exc:
+        return f"{exc.strerror or exc} ({path})"
+    return None
 
 
-def _remove_cgroup(path: Path) -> None:
+def _open_joins(groups: list[Path]) -> list[int]:
+    """Open each cgroup's ``cgroup.procs`` now: the job writes "0" (itself) to them after
+    cgroupfs is hidden from it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+    return [os.open(group / "cgroup.procs", flags, 0o644) for group in groups]
+
+
+def _empty_cgroup(path: Path) -> None:
+    """Kill what is left in it and remove it."""
     kill = path / "cgroup.kill"
     with contextlib.suppress(OSError):
         if kill.exists():
             kill.write_text("1")
-    for _ in range(50):  # the kernel empties a cgroup asynchronously after the kill
+    for _ in range(100):  # the kernel empties a cgroup asynchronously after a kill
+        pids = _pids_in(path)
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        _reap()
         try:
             path.rmdir()
             return
@@ -118,6 +153,210 @@ def _remove_cgroup(path: Path) -> None:
             if exc.errno != errno.EBUSY:  # EBUSY: still emptying; anything else is final
                 return
             time.sleep(0.02)
+
+
+def _pids_in(path: Path) -> list[int]:
+    try:
+        pids = [int(p) for p in (path / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return []
+    # Never 0 or our own: kill(0) would signal our whole process group.
+    return [p for p in pids if p > 0 and p != os.getpid()]
+
+
+def _oom_kills(path: Path) -> int:
+    for name in ("memory.events", "memory.oom_control"):
+        with contextlib.suppress(OSError, ValueError):
+            for line in (path / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    return 0
+
+
+# ---- the job's namespaces --------------------------------------------------------------
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int,
+           data: str | None = None) -> None:
+    _libc_call("mount", source.encode() if source else None, target.encode(),
+               fstype.encode() if fstype else None, ctypes.c_ulong(flags),
+               data.encode() if data else None)
+
+
+def _read_only(path: str) -> None:
+    """``path`` and every mount below it, read-only (uid 0 without capabilities may
+    still write root-owned files: sysctls, cgroupfs, sysfs attributes)."""
+    with contextlib.suppress(OSError):
+        _mount(path, path, None, MS_BIND | MS_REC)
+    below = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            point = line.split()[1].replace("\\040", " ")
+            if point == path or point.startswith(path.rstrip("/") + "/"):
+                below.append(point)
+    for point in dict.fromkeys(below):
+        with contextlib.suppress(OSError):
+            _mount(None, point, None,
+                   MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def _private_mounts(hide: list[str], data: str | None) -> None:
+    """In a new mount namespace: the job's own /proc and /dev/shm (its staged dataset
+    alone shown there, read-only); the state directory hidden; /sys (cgroupfs included)
+    and /proc/sys read-only; no block devices."""
+    _libc_call("unshare", CLONE_NEWNS)
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we do here reaches the host
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    staged = None
+    if data and os.path.realpath(data).startswith("/dev/shm/"):
+        data = os.path.realpath(data)
+        staged = os.open(data, os.O_PATH | os.O_CLOEXEC)  # reachable once /dev/shm is new
+    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    if staged is not None and data is not None:
+        _show_staged(staged, data)
+    _hide_block_devices(Path("/dev"))
+    for path in ("/sys", "/proc/sys", "/proc/sysrq-trigger"):
+        _read_only(path)
+    for path in hide:
+        if os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+                   "size=4k,mode=555")
+
+
+def _show_staged(fd: int, path: str) -> None:
+    """Bind the job's staged copy (other jobs' copies stay out of sight) read-only."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if os.path.isdir(f"/proc/self/fd/{fd}"):
+        os.makedirs(path, exist_ok=True)
+    else:
+        open(path, "a").close()  # noqa: SIM115 - a mount point, nothing to write
+    _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+    _mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    os.close(fd)
+
+
+def _hide_block_devices(folder: Path, depth: int = 0) -> None:
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            mode = entry.stat(follow_symlinks=False).st_mode
+            if stat.S_ISBLK(mode):
+                with contextlib.suppress(OSError):
+                    _mount("/dev/null", entry.path, None, MS_BIND)
+            elif stat.S_ISDIR(mode) and depth < 3 and entry.name not in ("shm", "pts"):
+                _hide_block_devices(Path(entry.path), depth + 1)
+
+
+def _drop_capabilities() -> None:
+    """A root job keeps uid 0 but no capability: it cannot mount, unhide, trace or raise
+    its limits. The bounding set decides what an exec'd root program gets."""
+    last = 63
+    with contextlib.suppress(OSError, ValueError):
+        last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    for cap in range(last + 1):
+        _LIBC.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+
+
+# ---- the job ---------------------------------------------------------------------------
+
+def _limit_child(mode: str, limit: int, joins: list[int]) -> None:
+    """In the child, before exec: join the cgroups, or cap by rlimit."""
+    for fd in joins:
+        os.write(fd, b"0")  # "0": the writing process
+        os.close(fd)
+    if mode not in ("cgroup2", "cgroup1") and limit > 0:
+        which = resource.RLIMIT_DATA if mode == "rlimit-data" else resource.RLIMIT_AS
+        resource.setrlimit(which, (limit, limit))
+
+
+def _die_with(launcher: int) -> None:
+    """SIGKILL for us when the launcher dies, whoever kills it."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() not in (launcher, 0):  # it died before we asked (0: we are an init)
+        os._exit(137)
+
+
+def _exec_child(args: argparse.Namespace, mode: str, joins: list[int], env: dict[str, str],
+                error_w: int, drop: bool = True) -> None:
+    try:
+        # Python ignores SIGPIPE and SIGXFSZ; an exec'd program expects the defaults.
+        for name in ("SIGPIPE", "SIGXFSZ"):
+            signal.signal(getattr(signal, name), signal.SIG_DFL)
+        _limit_child(mode, args.memory_bytes, joins)
+        if drop:
+            _drop_capabilities()
+        os.execvpe(args.command[0], args.command, env)
+    except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
+        with contextlib.suppress(OSError):
+            os.write(error_w, f"cannot run {args.command[0]!r}: {exc}".encode()[:4000])
+    os._exit(127)
+
+
+def _init(args: argparse.Namespace, mode: str, joins: list[int], env: dict[str, str],
+          error_w: int, status_w: int, launcher: int) -> None:
+    """Pid 1 of the job's namespace: set up its mounts, fork the job, reap every orphan
+    and report the job's wait status. When it exits, the kernel kills the namespace."""
+    try:
+        _die_with(launcher)
+        _private_mounts(args.hide, args.data)
+    except BaseException as exc:  # noqa: BLE001 - the job must not run unconfined
+        with contextlib.suppress(OSError):
+            os.write(error_w, f"cannot confine the job: {exc}".encode()[:4000])
+        os._exit(126)
+    job = os.fork()
+    if job == 0:
+        os.close(status_w)
+        _exec_child(args, mode, joins, env, error_w, drop=True)
+    for fd in (error_w, *joins):
+        os.close(fd)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        if pid == job:
+            os.write(status_w, str(status).encode())
+            os._exit(0)
+
+
+def _kill_tree(groups: list[Path]) -> None:
+    """Whatever the job left behind goes: its process group, its cgroups, and every
+    descendant (a subreaper inherits the orphans, so they are all our children)."""
+    for _ in range(50):
+        victims = _descendants(os.getpid())
+        for group in groups:
+            victims.update(_pids_in(group))
+        victims.discard(os.getpid())
+        if not victims:
+            return
+        for pid in victims:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+        _reap()
+
+
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(entry.path, "stat").read_text().rpartition(")")[2].split()
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _reap() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
 
 
 def _write_exit(path: Path, record: dict[str, object]) -> None:
@@ -139,42 +378,110 @@ def _refuse(args: argparse.Namespace, error: str) -> int:
     return 126
 
 
+def _job_env(args: argparse.Namespace) -> dict[str, str]:
+    if not args.env_stdin:
+        return dict(os.environ)
+    env = json.loads(sys.stdin.buffer.read() or b"{}")
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # the job's stdin, as before: nothing
+    os.close(null)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def _setup_cgroups(args: argparse.Namespace) -> tuple[str, list[Path], str | None]:
+    """(memory mode, the job's cgroups, a note when falling back to an rlimit)."""
+    mode, groups = args.memory_mode, []
+    memory = Path(args.cgroup) if args.cgroup else None
+    failure = None
+    if mode == "cgroup2":
+        failure = _make_cgroup(memory, args.memory_bytes) if memory else "no --cgroup given"
+    elif mode == "cgroup1" and memory is not None:
+        failure = _make_v1_memory(memory, args.memory_bytes)
+    elif mode == "cgroup1":
+        mode = "rlimit-data"
+    if failure:
+        print(f"slicebox: cgroup memory limit unavailable: {failure}; using RLIMIT_DATA",
+              file=sys.stderr, flush=True)
+        mode = "rlimit-data"
+    elif memory is not None and mode.startswith("cgroup"):
+        groups.append(memory)
+    if args.cpuset and args.cores:
+        problem = _make_v1_cpuset(Path(args.cpuset), args.cores)
+        if problem:  # the affinity still holds; the monitor checks it
+            print(f"slicebox: cpuset unavailable: {problem}", file=sys.stderr, flush=True)
+        else:
+            groups.append(Path(args.cpuset))
+    return mode, groups, failure
+
+
+def _memory_verdict(groups: list[Path], limit: int) -> str | None:
+    for group in groups:
+        if _oom_kills(group) > 0:
+            return (f"killed by the kernel: over its memory limit of {limit / GIB:.2f} GiB "
+                    "(RAM, shared memory and /dev/shm files count)")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
+    env = _job_env(args)
     for name in _SURVIVE:
         signal.signal(getattr(signal, name), _noop)
+    _LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     if args.cores:
         try:
             os.sched_setaffinity(0, {int(c) for c in args.cores.split(",")})
         except (OSError, ValueError) as exc:  # e.g. a core this machine does not have
             return _refuse(args, f"cannot pin the job to cores {args.cores}: {exc}")
-    mode, cgroup = args.memory_mode, Path(args.cgroup) if args.cgroup else None
-    if mode == "cgroup2":
-        failure = _make_cgroup(cgroup, args.memory_bytes) if cgroup else "no --cgroup given"
-        if failure:
-            print(f"slicebox: cgroup memory limit unavailable: {failure}; using RLIMIT_DATA",
+    mode, groups, _ = _setup_cgroups(args)
+    env[MECHANISM_ENV] = f"{mode}:{args.cgroup}" if mode.startswith("cgroup") else mode
+    private = args.private
+    if private:
+        try:
+            _libc_call("unshare", CLONE_NEWPID)  # our next child is the namespace's init
+        except OSError as exc:
+            print(f"slicebox: no private namespaces ({exc}); the job shares ours",
                   file=sys.stderr, flush=True)
-            mode, cgroup = "rlimit-data", None
-    os.environ[MECHANISM_ENV] = f"cgroup2:{cgroup}" if cgroup else mode
+            private = False
+    try:
+        joins = _open_joins(groups)
+    except OSError as exc:
+        for group in groups:
+            _empty_cgroup(group)
+        return _refuse(args, f"cannot join the job's cgroup: {exc}")
 
     error_r, error_w = os.pipe()  # close-on-exec: EOF means the exec succeeded
+    status_r, status_w = os.pipe()
+    me = os.getpid()
     child = os.fork()
     if child == 0:
         os.close(error_r)
-        _exec_child(args, mode, cgroup, error_w)
-    os.close(error_w)
+        os.close(status_r)
+        if private:
+            _init(args, mode, joins, env, error_w, status_w, me)
+        _die_with(me)
+        _exec_child(args, mode, joins, env, error_w, drop=True)
+    for fd in (error_w, status_w, *joins):
+        os.close(fd)
     with os.fdopen(error_r, "rb") as pipe:
         error = pipe.read().decode(errors="replace") or None
     _, status = os.waitpid(child, 0)
+    with os.fdopen(status_r, "rb") as pipe:
+        reported = pipe.read().decode()
+    if private and reported.isdigit():
+        status = int(reported)  # the job's own status, as its init saw it
     code = os.waitstatus_to_exitcode(status)  # negative: killed by that signal
     if error:
         print(f"slicebox: {error}", file=sys.stderr, flush=True)
-    _kill_leftovers()
-    if cgroup is not None:
-        _remove_cgroup(cgroup)
+    _kill_tree(groups)
+    verdict = _memory_verdict(groups, args.memory_bytes) if code != 0 else None
+    if verdict:
+        print(f"slicebox: {verdict}", file=sys.stderr, flush=True)
+    for group in groups:
+        _empty_cgroup(group)
     _write_exit(Path(args.exit_file), {
-        "job_id": args.job_id, "attempt": args.attempt, "exit_code": code, "error": error,
-        "finished_at": time.time(), "launcher_pid": os.getpid()})
+        "job_id": args.job_id, "attempt": args.attempt, "exit_code": code,
+        "error": error or verdict, "finished_at": time.time(), "launcher_pid": me})
     return code if code >= 0 else 128 - code
 
 

@@ -15,13 +15,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from slicebox.backends import isolation, monitor, procs
 from slicebox.backends import launch as launcher_module
-from slicebox.backends import limits, procs
 from slicebox.backends.base import (
     BackendEvent,
+    Breached,
     Exited,
     ExitRecord,
     LaunchError,
@@ -38,6 +39,11 @@ from slicebox.store.records import JobRecord
 
 LAUNCHER = Path(launcher_module.__file__)
 HEADER = "--- slicebox: attempt "
+GIB = 1 << 30
+# The launcher's own environment: fixed, so nothing a job or the caller sets (PYTHONPATH,
+# LD_PRELOAD) reaches it; the job's environment travels on its stdin. The job id and
+# attempt are there so a restarted controller can recognise the launcher.
+_LAUNCHER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass
@@ -54,6 +60,14 @@ class _Tracked:
     stopping: bool = False
     deadline: float | None = None
     killed: bool = False
+    cores: frozenset[int] = frozenset()  # empty: not pinned
+    memory_limit: int = 0  # bytes; 0: none
+    groups: tuple[Path, ...] = ()  # its cgroups (memory first when there is one)
+    memory_group: Path | None = None
+    breach: str | None = None  # why we killed it, when a limit did
+    # Its processes as last seen (pid -> start ticks): where nothing else holds the tree
+    # (no cgroup, no namespace), what is left of it after its launcher dies is found here.
+    known: dict[int, int] = field(default_factory=dict)
 
 
 def with_interpreter_on_path(env: dict[str, str], python: str) -> dict[str, str]:
@@ -71,14 +85,17 @@ class LocalBackend:
     def __init__(self, state_dir: str | Path, *, node: str | None = None,
                  cgroup: str | Path | None = None, python: str = sys.executable,
                  base_env: Mapping[str, str] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 namespaces: bool | None = None) -> None:
         """``node``: the pool node this machine is (None: accept any composition);
-        ``cgroup``: "auto" (default), "off", or a cgroup v2 directory for job cgroups."""
+        ``cgroup``: "auto" (default), "off", or a cgroup v2 directory for job cgroups;
+        ``namespaces``: private mount + pid namespaces per job where the kernel allows
+        (None: unless ``SLICEBOX_NAMESPACES=off``)."""
         self.state_dir = Path(state_dir)
         self.logs_dir = self.state_dir / "logs"
         self.exit_dir = self.state_dir / "exit"
         self.node = node
-        self.limiter = limits.detect(cgroup)
+        self.isolation = isolation.detect(cgroup, namespaces)
         self._python = python
         self._base_env = with_interpreter_on_path(
             dict(os.environ if base_env is None else base_env), python)
@@ -117,16 +134,24 @@ class LocalBackend:
         log_path = self.logs_dir / f"{job.id}.log"
         exit_file = self.exit_dir / job.id
         exit_file.unlink(missing_ok=True)  # an earlier attempt's exit must not be read as ours
-        cgroup = self.limiter.cgroup_for(job.id, job.attempt)
-        argv = [self._python, "-P", str(LAUNCHER), "--job-id", job.id,
+        memory_group, cpuset = self.isolation.cgroups_for(job.id, job.attempt)
+        argv = [self._python, "-I", str(LAUNCHER), "--job-id", job.id,
                 "--attempt", str(job.attempt), "--exit-file", str(exit_file),
                 "--cores", ",".join(str(c) for c in comp.cores),
                 "--memory-bytes", str(memory_bytes(comp)),
-                "--memory-mode", self.limiter.mode()]
-        if cgroup is not None:
-            argv += ["--cgroup", str(cgroup)]
+                "--memory-mode", self.isolation.memory_mode(), "--env-stdin"]
+        if memory_group is not None:
+            argv += ["--cgroup", str(memory_group)]
+        if cpuset is not None and comp.cores:
+            argv += ["--cpuset", str(cpuset)]
+        if self.isolation.namespaces:
+            argv += ["--private", "--hide", str(self.state_dir.resolve())]
+            if comp.data_path:
+                argv += ["--data", comp.data_path]
         argv += ["--", *job.spec.command]
-        env = job_environment(self._base_env, job.id, job.attempt, job.spec, comp)
+        job_env = job_environment(self._base_env, job.id, job.attempt, job.spec, comp)
+        env = {"PATH": _LAUNCHER_PATH, "LC_ALL": "C.UTF-8", "SLICEBOX_JOB_ID": job.id,
+               "SLICEBOX_ATTEMPT": str(job.attempt)}
         cwd = job.workdir or job.spec.workdir
         with open(log_path, "ab") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -134,15 +159,38 @@ class LocalBackend:
             log.flush()
             offset = log.tell()
             try:
-                popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=log,
                                          stderr=subprocess.STDOUT, env=env, cwd=cwd,
                                          start_new_session=True, close_fds=True)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 raise LaunchError(f"cannot start job {job.id}: {exc}") from None
+        self._send_env(popen, job_env)
         started = procs.start_time(popen.pid) or self._clock()
-        self._tracked[job.id] = _Tracked(job.id, job.attempt, popen.pid, started, log_path,
-                                         offset, popen)
+        self._tracked[job.id] = self._tracked_for(job, comp, popen.pid, started, log_path,
+                                                  offset, popen)
         return Started(job.id, job.attempt, popen.pid, started, str(log_path), offset)
+
+    @staticmethod
+    def _send_env(popen: subprocess.Popen[bytes], env: Mapping[str, str]) -> None:
+        assert popen.stdin is not None
+        try:
+            popen.stdin.write(json.dumps(dict(env)).encode("utf-8", "surrogatepass"))
+        except (OSError, ValueError):
+            pass  # the launcher died at once; its exit is seen by poll
+        finally:
+            with contextlib.suppress(OSError):
+                popen.stdin.close()
+
+    def _tracked_for(self, job: JobRecord, comp: Composition | None, pid: int,
+                     started: float, log_path: Path, offset: int,
+                     popen: subprocess.Popen[bytes] | None = None) -> _Tracked:
+        memory_group, cpuset = self.isolation.cgroups_for(job.id, job.attempt)
+        groups = tuple(g for g in (memory_group, cpuset) if g is not None)
+        cores = frozenset(comp.cores) if comp is not None and not comp.multi_node else frozenset()
+        limit = memory_bytes(comp) if comp is not None else 0
+        return _Tracked(job.id, job.attempt, pid, started, log_path, offset, popen,
+                        cores=cores, memory_limit=limit, groups=groups,
+                        memory_group=memory_group)
 
     def stop(self, job: JobRecord) -> None:
         if self._stager.abort(job.id):
@@ -154,7 +202,7 @@ class LocalBackend:
         tracked.stopping, tracked.deadline = True, self._clock() + grace
         if grace <= 0:
             tracked.killed = True
-            procs.kill_group(tracked.pid, signal.SIGKILL)
+            self._kill_tree(tracked)
         else:
             procs.kill_group(tracked.pid, signal.Signals[job.spec.checkpoint.signal])
 
@@ -169,17 +217,78 @@ class LocalBackend:
             else:
                 events.append(StagingFailed(result.job_id, result.staging, result.error))
         now = self._clock()
+        # One scan of /proc per round, and only where a tree is not held by the kernel.
+        children = monitor.children_map() if any(
+            not self._kernel_holds(t) for t in self._tracked.values()) else {}
         for tracked in list(self._tracked.values()):
             finished = self._exit_of(tracked)  # before reading: its last lines are written
             events.extend(self._progress(tracked, now))
             if finished is not None:
                 events.append(finished)
                 del self._tracked[tracked.job_id]
-            elif (tracked.stopping and not tracked.killed and tracked.deadline is not None
-                  and now >= tracked.deadline):
+                continue
+            if (tracked.stopping and not tracked.killed and tracked.deadline is not None
+                    and now >= tracked.deadline):
                 tracked.killed = True
-                procs.kill_group(tracked.pid, signal.SIGKILL)
+            if tracked.killed or tracked.breach is not None:
+                # Again each round: a launcher that had not forked yet forks after a kill.
+                self._kill_tree(tracked)
+            events.extend(self._guard(tracked, children))
         return events
+
+    def _kernel_holds(self, tracked: _Tracked) -> bool:
+        """Its processes are exactly its cgroup's: it cannot leave a cgroup it cannot write
+        (read-only cgroupfs in its namespace) nor hide from it."""
+        return self.isolation.namespaces and tracked.memory_group is not None \
+            and self.isolation.version == "v1"
+
+    def _guard(self, tracked: _Tracked, children: monitor.Children) -> list[BackendEvent]:
+        """The monitor: put a widened affinity back; kill a tree over its memory."""
+        if tracked.breach is not None:
+            return []
+        events: list[BackendEvent] = []
+        if self._kernel_holds(tracked):
+            pids = set(isolation.read_pids(tracked.memory_group or Path()))
+        else:
+            pids = monitor.tree(tracked.pid, tracked.groups, children)
+            tracked.known = {pid: ticks for pid in pids
+                             if (ticks := tracked.known.get(pid) or monitor.start_ticks(pid))}
+        if tracked.cores:
+            wide = monitor.off_cores(pids, set(tracked.cores))
+            if wide:
+                seen = set().union(*wide.values())
+                events.append(Breached(tracked.job_id, tracked.attempt, "cores",
+                                       f"cores {_cores(seen)} ({len(wide)} threads)",
+                                       f"cores {_cores(tracked.cores)}", "reverted"))
+        if tracked.memory_limit > 0:
+            used = monitor.memory(pids, tracked.memory_group)
+            if used.bytes > tracked.memory_limit:
+                observed = f"{used.bytes / GIB:.2f} GiB"
+                allowed = f"{tracked.memory_limit / GIB:.2f} GiB"
+                tracked.breach = (f"stopped: over its memory limit of {allowed} ({observed} "
+                                  "held, counting RAM, shared memory and /dev/shm files)")
+                self._kill_tree(tracked)
+                events.append(Breached(tracked.job_id, tracked.attempt, "memory", observed,
+                                       allowed, "killed"))
+        return events
+
+    def _kill_tree(self, tracked: _Tracked) -> int:
+        """SIGKILL every process of the job but its launcher, which then records the exit
+        and removes the cgroups. Where the launcher is gone, the whole tree goes too."""
+        victims = monitor.tree(tracked.pid, tracked.groups)
+        for pid in victims:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        if not procs.alive(tracked.pid, tracked.start_time):
+            # Orphans went to an ancestor: find them by what we saw and by the job's id.
+            for pid, ticks in tracked.known.items():
+                if monitor.start_ticks(pid) == ticks:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                    victims.add(pid)
+            victims.update(p.pid for p in procs.job_processes(tracked.job_id))
+            procs.kill_job_processes(tracked.job_id)
+        return len(victims)
 
     def running(self) -> set[str]:
         return set(self._tracked)
@@ -203,7 +312,7 @@ class LocalBackend:
         # The recorded offset, or (started but never recorded) from where this attempt's
         # header line ends: reports printed while no controller watched are not lost.
         offset = job.log_offset or _attempt_start(log_path, job.attempt)
-        tracked = _Tracked(job.id, job.attempt, pid, started, log_path, offset)
+        tracked = self._tracked_for(job, job.composition, pid, started, log_path, offset)
         if job.stop is not None:
             tracked.stopping, tracked.deadline = True, job.stop.deadline
         self._tracked[job.id] = tracked
@@ -231,8 +340,25 @@ class LocalBackend:
         error = None
         if record is not None:
             code, error = record.exit_code, record.error
+        else:
+            # The launcher died without writing its record (killed from outside): end
+            # whatever of the job is left and say so, rather than guess at the cause.
+            left = self._end_orphaned(tracked)
+            if code is not None:
+                how = (f"was killed by {signal.Signals(-code).name}" if code < 0
+                       else f"exited with {code}")
+                error = (f"its launcher (pid {tracked.pid}) {how} without recording the "
+                         f"job's exit; {left} leftover job processes were ended")
+        if tracked.breach is not None:
+            error = tracked.breach
         return Exited(tracked.job_id, tracked.attempt, code, error, tracked.stopping,
                       tracked.killed)
+
+    def _end_orphaned(self, tracked: _Tracked) -> int:
+        left = self._kill_tree(tracked)
+        for group in tracked.groups:
+            _remove_group(group)
+        return left
 
     def exit_record_for(self, job_id: str, attempt: int) -> ExitRecord | None:
         try:
@@ -254,6 +380,24 @@ class LocalBackend:
             # Remember how far we read even without a report, so a restart does not reread.
             events.append(Progress(tracked.job_id, now, None, None, offset))
         return events
+
+
+def _cores(cores: frozenset[int] | set[int]) -> str:
+    return ",".join(str(c) for c in sorted(cores))
+
+
+def _remove_group(group: Path) -> None:
+    for _ in range(50):  # the kernel frees a cgroup once its last process is reaped
+        for pid in isolation.read_pids(group):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            group.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
 
 
 def _attempt_start(log_path: Path, attempt: int) -> int:

@@ -44,8 +44,8 @@ def submit(ctx: typer.Context,
            pool_file: Path | None = POOL_OPTION, as_json: bool = JSON_OPTION) -> None:
     """Validate job files against the pool and queue them. A bad file queues nothing."""
     from slicebox.controller import submit_file
+    from slicebox.errors import SliceboxError
     from slicebox.placement import Placer
-    from slicebox.spec import SpecError
 
     store = open_store(ctx)
     the_pool = store_pool(ctx, store, pool_file)
@@ -54,9 +54,10 @@ def submit(ctx: typer.Context,
     for path in job_files:
         try:
             ids.append(submit_file(store, the_pool, placer, path))
-        except SpecError as exc:
+        except SliceboxError as exc:
             raise fail(f"rejected: {exc}" + (f" ({len(ids)} earlier file(s) were queued: "
-                                              f"{', '.join(ids)})" if ids else "")) from None
+                                              f"{', '.join(ids)})" if ids else ""),
+                       exc.exit_code) from None
     if as_json:
         print_json({"submitted": ids})
     else:
@@ -109,13 +110,9 @@ def logs(ctx: typer.Context, job: str = typer.Argument(..., help="Job id, id pre
          as_json: bool = JSON_OPTION) -> None:
     """Print a job's log (stdout and stderr)."""
     from slicebox.backends.logs import tail
-    from slicebox.store import StoreError
 
     store = open_store(ctx)
-    try:
-        record = store.find(job)
-    except (KeyError, StoreError) as exc:
-        raise fail(str(exc)) from None
+    record = store.find(job)  # UnknownJob: a one-line error (exit 2)
     if record.log_path is None:
         raise fail(f"job {record.id} has not started yet ({record.state.value}: {record.reason})")
     path = Path(record.log_path)
@@ -139,15 +136,10 @@ def logs(ctx: typer.Context, job: str = typer.Argument(..., help="Job id, id pre
 def cancel(ctx: typer.Context, jobs: list[str] = typer.Argument(..., help="Job ids or names."),
            as_json: bool = JSON_OPTION) -> None:
     """Cancel jobs: a waiting one at once, a running one gracefully (checkpoint signal)."""
-    from slicebox.store import StoreError
-
     store = open_store(ctx)
     done = []
     for ref in jobs:
-        try:
-            record = store.request_cancel(store.find(ref).id)
-        except (KeyError, StoreError) as exc:
-            raise fail(str(exc)) from None
+        record = store.request_cancel(store.find(ref).id)
         done.append({"id": record.id, "state": record.state.value})
     if as_json:
         print_json(done)
@@ -160,13 +152,8 @@ def cancel(ctx: typer.Context, jobs: list[str] = typer.Argument(..., help="Job i
 def events(ctx: typer.Context, job: str | None = typer.Argument(None, help="Job (default: all)."),
            as_json: bool = JSON_OPTION) -> None:
     """Every state change and note, with its reason."""
-    from slicebox.store import StoreError
-
     store = open_store(ctx)
-    try:
-        job_id = store.find(job).id if job else None
-    except (KeyError, StoreError) as exc:
-        raise fail(str(exc)) from None
+    job_id = store.find(job).id if job else None
     records = store.events(job_id)
     if as_json:
         print_json(records)
@@ -181,11 +168,14 @@ def events(ctx: typer.Context, job: str | None = typer.Argument(None, help="Job 
 
 
 def build_controller(ctx: typer.Context, store, pool_file: Path | None, policy_name: str,
-                     interval: float, track: bool = True):
-    """A controller for this machine: the store, the pool, a policy, placement, MLflow."""
+                     interval: float, track: bool = True, reserve: str | None = None):
+    """A controller for this machine: the store, the pool, a policy, placement, MLflow.
+    ``reserve``: cores (a count or a cpulist) taken from the jobs' pool for the controller,
+    which is pinned to them."""
     from slicebox import policies
     from slicebox.backends.local import LocalBackend
     from slicebox.controller import Controller
+    from slicebox.controller.reserve import choose_reserved, pin_controller, without_cores
     from slicebox.placement import Placer
     from slicebox.profiles.store import load_profiles
     from slicebox.registry import RegistryError
@@ -195,6 +185,12 @@ def build_controller(ctx: typer.Context, store, pool_file: Path | None, policy_n
     if pool_file is not None:
         store.put_value(POOL_KEY, str(pool_file.resolve()))
     the_pool = store_pool(ctx, store, pool_file)
+    controller_cores = None
+    if reserve is not None:
+        node = the_pool.nodes[0]
+        reserved = choose_reserved(node, reserve)
+        the_pool = without_cores(the_pool, node.name, reserved)
+        controller_cores = pin_controller(reserved)
     try:
         policy = policies.get(policy_name)
     except RegistryError as exc:
@@ -202,8 +198,10 @@ def build_controller(ctx: typer.Context, store, pool_file: Path | None, policy_n
     profiles = load_profiles(home)
     tracker = JobTracker(default_tracking_uri(home)) if track else None
     backend = LocalBackend(home, node=the_pool.nodes[0].name)
-    return Controller(store, the_pool, policy, Placer(the_pool, profiles), backend, home,
-                      profiles=profiles, tracker=tracker, interval=interval)
+    controller = Controller(store, the_pool, policy, Placer(the_pool, profiles), backend, home,
+                            profiles=profiles, tracker=tracker, interval=interval)
+    controller.cores = controller_cores
+    return controller
 
 
 def up(ctx: typer.Context, pool_file: Path | None = POOL_OPTION,
@@ -212,14 +210,17 @@ def up(ctx: typer.Context, pool_file: Path | None = POOL_OPTION,
        until_idle: bool = typer.Option(False, "--until-idle",
                                        help="Return once nothing runs or can start."),
        no_mlflow: bool = typer.Option(False, "--no-mlflow", help="Do not track jobs in MLflow."),
+       reserve_cores: str | None = typer.Option(
+           None, "--reserve-cores", help="Cores for the controller alone, taken from the "
+           "jobs' pool: a count (the highest-numbered) or a list such as 2-3."),
        as_json: bool = JSON_OPTION) -> None:
     """Run the controller in the foreground (Ctrl-C stops it; running jobs carry on and the
     next `slicebox up` adopts them)."""
     from slicebox.profiles.store import save_profiles
-    from slicebox.store import LeaseHeld
 
     store = open_store(ctx)
-    controller = build_controller(ctx, store, pool_file, policy, interval, not no_mlflow)
+    controller = build_controller(ctx, store, pool_file, policy, interval, not no_mlflow,
+                                  reserve_cores)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -237,12 +238,13 @@ def up(ctx: typer.Context, pool_file: Path | None = POOL_OPTION,
                 console.print(f"{job_id}: {record.state.value} ({record.reason})")
 
     if not as_json:
+        pinned = (f", controller on core(s) {','.join(map(str, controller.cores))}"
+                  if controller.cores else "")
         console.print(f"controller up: pool {controller.pool.name}, policy {policy}, "
-                      f"state {state_dir(ctx)}")
+                      f"state {state_dir(ctx)}{pinned}")
     try:
+        # LeaseHeld, store trouble: SliceboxErrors, one line each (the app prints them)
         controller.run(until_idle=until_idle, stop_event=stop, on_round=on_round)
-    except LeaseHeld as exc:
-        raise fail(str(exc)) from None
     finally:
         save_profiles(state_dir(ctx), controller.profiles)
 
@@ -250,6 +252,9 @@ def up(ctx: typer.Context, pool_file: Path | None = POOL_OPTION,
 def demo(ctx: typer.Context,
          jobs_dir: Path = typer.Option(Path("examples/jobs"), "--jobs",
                                        help="Folder of job specs to run."),
+         reserve_cores: str | None = typer.Option(
+             None, "--reserve-cores", help="Cores for the controller alone (a count or a "
+             "list such as 3-3); the report says where the controller ran."),
          as_json: bool = JSON_OPTION) -> None:
     """Run the example jobs on this machine and report (state under <state>/demo)."""
     import io
@@ -263,7 +268,7 @@ def demo(ctx: typer.Context,
         raise fail(f"--jobs: {jobs_dir} is not a folder of job specs (run from the "
                    "repository root, or pass --jobs)")
     out = Console(file=io.StringIO()) if as_json else console
-    result = run_demo(state_dir(ctx), jobs_dir.resolve(), out)
+    result = run_demo(state_dir(ctx), jobs_dir.resolve(), out, reserve=reserve_cores)
     if as_json:
         print_json({"ok": result.ok, "tracking_uri": result.tracking_uri,
                     **json.loads((result.report_dir / "report.json").read_text())})

@@ -46,6 +46,12 @@ def pool(ctx: typer.Context, pool_file: Path | None = POOL_OPTION,
     for volume in the_pool.shared_volumes:
         console.print(f"shared volume {volume.name}: {volume.path} ({volume.tier.value}, "
                       f"{volume.read_mbps:,.0f} MB/s)")
+    if pool_file is None:  # how jobs on this machine are confined, measured now
+        from slicebox.backends.isolation import detect
+
+        level = detect()
+        why = f" [dim]({'; '.join(level.notes)})[/dim]" if level.notes else ""
+        console.print(f"isolation: {level.describe()}{why}", highlight=False)
 
 
 def plan(ctx: typer.Context,
@@ -55,12 +61,15 @@ def plan(ctx: typer.Context,
                                    help="Place this many copies of each job."),
          as_json: bool = JSON_OPTION) -> None:
     """Dry run: the composition each job would get on an idle pool. Changes nothing."""
+    import dataclasses
+
     from slicebox.placement import dry_run
     from slicebox.snapshot import JobView
     from slicebox.spec import Demand, SpecError, load_spec
+    from slicebox.store.codec import composition_to_json
 
     the_pool = load_pool_or_discover(pool_file, state_dir(ctx))
-    views = []
+    views: list[JobView] = []
     for path in job_files:
         try:
             spec = load_spec(path)
@@ -74,16 +83,19 @@ def plan(ctx: typer.Context,
                                  priority=spec.priority))
     result = dry_run(the_pool, views)
     if as_json:
-        print_json({"start": result.start, "waiting": dict(result.waiting)})
+        print_json({"start": [composition_to_json(c) for c in result.start],
+                    "waiting": {job_id: dataclasses.asdict(why)
+                                for job_id, why in result.waiting.items()}})
         return
     table = Table(title=f"plan on {the_pool.name}")
     for column in ("job", "node", "slices", "cores", "NUMA", "memory"):
         table.add_column(column)
     for comp in result.start:
-        table.add_row(comp.job_id, comp.node,
-                      "\n".join(s.describe() for s in comp.slices) or "no GPU",
-                      _ranges(comp.cores), ",".join(map(str, comp.numa_nodes)),
-                      f"{comp.memory_gib:g} GiB")
+        for i, part in enumerate(comp.parts):  # a gang: one row per node
+            table.add_row(comp.job_id if i == 0 else "", part.node,
+                          "\n".join(s.describe() for s in part.slices) or "no GPU",
+                          _ranges(part.cores), ",".join(map(str, part.numa_nodes)),
+                          f"{part.memory_gib:g} GiB")
     console.print(table)
     for job_id, reason in result.waiting.items():
         console.print(f"[yellow]{job_id} would wait:[/] {reason}", highlight=False)

@@ -24,14 +24,12 @@ def simulate(
                                                 "file name does not tell."),
         skip_bad_lines: bool = typer.Option(False, "--skip-bad-lines",
                                             help="Skip malformed lines and report how many."),
-        placement: str = typer.Option("fast", "--placement",
-                                      help="fast (indexed free GPUs) or placer (the live "
-                                           "Placer each decision)"),
         out: Path | None = typer.Option(None, "--out", help="Report folder (JSON, markdown, "
                                         "per-job CSV, plots); default reports/<policy>"),
         as_json: bool = JSON_OPTION) -> None:
     """Simulate a trace and write a report: JCT (avg, median, p99), makespan, allocation,
     utilisation, queueing delay, finish-time fairness, fragmentation, preemptions."""
+    from slicebox.errors import SliceboxError
     from slicebox.registry import RegistryError
     from slicebox.sim import report
     from slicebox.sim.api import simulate as run_simulation
@@ -49,10 +47,12 @@ def simulate(
         try:
             result = run_simulation(trace, pool, policy, round_seconds=round_seconds,
                                     progress=on_progress, trace_format=trace_format,
-                                    skip_bad_lines=skip_bad_lines, placement=placement)
+                                    skip_bad_lines=skip_bad_lines)
         except TraceError as exc:
             raise fail(f"bad trace: {exc} (--skip-bad-lines goes on past such lines)") from None
-        except (RegistryError, FileNotFoundError, KeyError, ValueError) as exc:
+        except (SliceboxError, RegistryError) as exc:
+            # Only errors we raise on purpose; anything else is a bug and shows as one.
+            # (RegistryError: an unknown policy name; not a SliceboxError yet.)
             raise fail(str(exc)) from None
     files = report.write(result, out or Path("reports") / policy)
     if as_json:

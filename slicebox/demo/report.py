@@ -8,6 +8,7 @@ import io
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -177,15 +178,27 @@ def terminal_chart(points: list[UtilisationPoint], pool: Pool, start: float) -> 
     return plt.build()
 
 
+def controller_line(controller: dict[str, Any]) -> str:
+    """Where the controller ran, in words (the report's first line)."""
+    cores = ",".join(map(str, controller["cores"]))
+    where = (f"reserved core(s) {cores}, not given to jobs" if controller["reserved"]
+             else f"core(s) {cores}, shared with the jobs (not reserved: --reserve-cores)")
+    return (f"controller ran on {where}; it used {controller['cpu_seconds']:.1f} s of CPU "
+            f"in {controller['wall_seconds']:.0f} s")
+
+
 def write_report(directory: Path, summaries: list[JobSummary], results: list[Check],
-                 points: list[UtilisationPoint], pool: Pool, start: float) -> Path:
+                 points: list[UtilisationPoint], pool: Pool, start: float,
+                 controller: dict[str, Any] | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     plot_utilisation(points, pool, start, directory / "utilisation.png")
-    data = {"pool": pool.name, "jobs": [asdict(s) for s in summaries],
+    data = {"pool": pool.name, "controller": controller, "jobs": [asdict(s) for s in summaries],
             "checks": [asdict(c) for c in results],
             "utilisation": [{**asdict(p), "time": p.time - start} for p in points]}
     (directory / "report.json").write_text(json.dumps(data, indent=2))
     console = Console(record=True, width=120, file=io.StringIO())
+    if controller is not None:
+        console.print(controller_line(controller), highlight=False)
     console.print(summary_table(summaries))
     console.print(checks_table(results))
     (directory / "report.txt").write_text(console.export_text())

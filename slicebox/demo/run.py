@@ -7,6 +7,7 @@ PyTorch training processes, MLflow records every run.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from rich.text import Text
 from slicebox import policies
 from slicebox.backends.local import LocalBackend
 from slicebox.controller import Controller, submit_file
+from slicebox.controller.reserve import choose_reserved, pin_controller, without_cores
 from slicebox.demo import report
 from slicebox.placement import Placer
 from slicebox.pool.discovery import discover_local
@@ -65,7 +67,10 @@ def live_table(store: Store, started: float) -> Table:
     return table
 
 
-def run_demo(home: Path, jobs_dir: Path, console: Console, fresh: bool = True) -> DemoResult:
+def run_demo(home: Path, jobs_dir: Path, console: Console, fresh: bool = True,
+             reserve: str | None = None) -> DemoResult:
+    """``reserve``: cores for the controller alone (a count or a cpulist), taken from the
+    pool the jobs get; the report says where the controller ran either way."""
     state = home / "demo"
     if fresh and state.exists():
         shutil.rmtree(state)  # only the demo's own state: ~/.slicebox/demo
@@ -78,6 +83,13 @@ def run_demo(home: Path, jobs_dir: Path, console: Console, fresh: bool = True) -
                   f"{node.memory_gib:.1f} GiB, {len(node.devices)} GPUs, volumes "
                   + ", ".join(f"{v.name} ({v.tier.value}, {v.read_mbps:,.0f} MB/s)"
                               for v in node.volumes))
+    reserved: tuple[int, ...] = ()
+    if reserve is not None:
+        reserved = choose_reserved(node, reserve)
+        pool = without_cores(pool, node.name, reserved)
+        node = pool.nodes[0]
+        console.print(f"[bold]controller[/]: reserved core(s) "
+                      f"{','.join(map(str, reserved))}; jobs get the other {len(node.cores)}")
     root = jobs_dir.parent.parent  # the specs' relative paths are from the repository root
     ensure_clicklog(root / "examples" / "data" / "clicks.npz", console)
 
@@ -94,9 +106,18 @@ def run_demo(home: Path, jobs_dir: Path, console: Console, fresh: bool = True) -
                             profiles=profiles, tracker=JobTracker(tracking_uri),
                             interval=0.5)
     started = time.time()
-    with Live(live_table(store, started), console=console, refresh_per_second=2) as live:
-        controller.run(until_idle=True,
-                       on_round=lambda _: live.update(live_table(store, started)))
+    affinity = os.sched_getaffinity(0)
+    cpu_before = time.process_time()
+    try:
+        where = pin_controller(reserved) if reserved else tuple(sorted(affinity))
+        with Live(live_table(store, started), console=console, refresh_per_second=2) as live:
+            controller.run(until_idle=True,
+                           on_round=lambda _: live.update(live_table(store, started)))
+    finally:
+        os.sched_setaffinity(0, affinity)  # the caller's process as it was
+    ran_on = {"cores": list(where), "reserved": bool(reserved),
+              "cpu_seconds": time.process_time() - cpu_before,
+              "wall_seconds": time.time() - started}
     save_profiles(state, controller.profiles)
 
     now = time.time()
@@ -104,7 +125,9 @@ def run_demo(home: Path, jobs_dir: Path, console: Console, fresh: bool = True) -
     results = report.checks(store, summaries, pool)
     points = store.utilisation(now)
     first = min((p.time for p in points), default=started)
-    out = report.write_report(state / "report", summaries, results, points, pool, first)
+    out = report.write_report(state / "report", summaries, results, points, pool, first,
+                              controller=ran_on)
+    console.print(report.controller_line(ran_on), highlight=False)
     console.print(report.summary_table(summaries))
     for s in summaries:
         console.print(f"  {s.name}: {s.composition}; staging: {s.staging}; "

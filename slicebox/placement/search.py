@@ -1,7 +1,8 @@
 """Finding exact slices for one job in a ``PoolState``: whole GPUs, MIG, shares, cores.
 
-Each ``find_*`` returns a ``Composition`` or, when nothing fits, a reason that says what
-is short. None of them changes the state; the caller allocates what it accepts.
+Each ``find_*`` returns a one-node ``Composition`` or, when nothing fits, a ``NoFit`` that
+says what is short (``gang.py`` finds the compositions that span nodes). None of them
+changes the state; the caller allocates what it accepts.
 
 Choices, and why:
 
@@ -28,10 +29,10 @@ from collections.abc import Sequence
 
 from slicebox.placement.state import EPS, PoolState
 from slicebox.placement.topology import MIG_COMPUTE
-from slicebox.pool.composition import Composition
+from slicebox.pool.composition import Composition, NoFit
 from slicebox.pool.kinds import MigProfile, get_kind
 from slicebox.pool.model import Link
-from slicebox.pool.slices import Slice, SliceShape
+from slicebox.pool.slices import Slice, SliceType
 
 MAX_COMPARED_NODES = 8  # nodes whose best GPU set is compared when none is all-NVLink
 MAX_COMBINATIONS = 256  # beyond this many GPU sets on a node, grow sets greedily instead
@@ -162,14 +163,15 @@ def _compose(state: PoolState, job_id: str, n: int, slices: list[Slice], cpus: i
     if picked is None:
         return None
     cores, numas = picked
-    return Composition(job_id, state.pool.nodes[n].name, tuple(slices), cores, memory, numas)
+    return Composition.on_node(job_id, state.pool.nodes[n].name, tuple(slices), cores, memory,
+                               numas)
 
 
 def _whole_slice(state: PoolState, d: int) -> Slice:
     t = state.topo
     dev = t.device[d]
     return Slice(state.pool.nodes[t.dev_node[d]].name, dev.index, t.dev_kind[d],
-                 SliceShape.WHOLE, 1.0, t.dev_memory[d], dev.uuid)
+                 SliceType.WHOLE, 1.0, t.dev_memory[d], dev.uuid)
 
 
 def _numa_preference(state: PoolState, devices: Sequence[int]) -> list[int | None]:
@@ -177,25 +179,37 @@ def _numa_preference(state: PoolState, devices: Sequence[int]) -> list[int | Non
     return sorted(dict.fromkeys(numas), key=lambda numa: -numas.count(numa))
 
 
-def _short(what: str, cpus: int, memory: float, seen_cores: int, seen_memory: float) -> str:
-    return (f"{what} with {cpus} cores and {memory:g} GiB memory on one node; the nodes that "
-            f"have them offer at most {seen_cores} free cores and {seen_memory:g} GiB")
+def nofit(field: str, short: str, wanted: float, available: float, message: str) -> NoFit:
+    return NoFit(field, short, float(wanted), float(available), message)
+
+
+def _short(what: str, cpus: int, memory: float, seen_cores: int, seen_memory: float) -> NoFit:
+    """The nodes with the GPUs lack cores or memory: name whichever is short."""
+    message = (f"{what} with {cpus} cores and {memory:g} GiB memory on one node; the nodes "
+               f"that have them offer at most {seen_cores} free cores and {seen_memory:g} GiB")
+    if seen_cores < cpus:
+        return nofit("cpus", "free cores beside the GPUs", cpus, seen_cores, message)
+    return nofit("memory_gib", "free memory beside the GPUs", memory, seen_memory, message)
 
 
 def find_whole(state: PoolState, job_id: str, kind: str, count: int, cpus: int,
-               memory: float, gpu_memory: float | None = None) -> Composition | str:
+               memory: float, gpu_memory: float | None = None) -> Composition | NoFit:
+    """``count`` whole GPUs of ``kind`` on one node."""
     t = state.topo
     want = f"needs {count} GPU{'s' if count > 1 else ''} of kind {kind}"
     if kind not in t.kinds:
-        return f"{want}; the pool has no {kind}"
+        return nofit("kind", f"{kind} GPUs", count, 0, f"{want}; the pool has no {kind}")
     if gpu_memory is not None and get_kind(kind).memory_gib + EPS < gpu_memory:
-        return f"{want} with {gpu_memory:g} GiB each; a {kind} has {get_kind(kind).memory_gib:g}"
+        have = get_kind(kind).memory_gib
+        return nofit("gpu_memory_gib", f"memory on a {kind}", gpu_memory, have,
+                     f"{want} with {gpu_memory:g} GiB each; a {kind} has {have:g}")
     largest = state.largest_free_set(kind)
     if largest < count:
         total = state.free_whole_gpus(kind)
-        tail = (f" ({total} free across nodes; a job runs on one node)" if total >= count
+        tail = (f" ({total} free across nodes; this job runs on one node)" if total >= count
                 else "")
-        return f"{want} on one node; largest free set is {largest}{tail}"
+        return nofit("gpus", f"free {kind} GPUs on one node", count, largest,
+                     f"{want} on one node; largest free set is {largest}{tail}")
     best: tuple[tuple[object, ...], int, tuple[int, ...]] | None = None
     compared = 0
     seen_cores, seen_memory = 0, 0.0
@@ -213,7 +227,8 @@ def find_whole(state: PoolState, job_id: str, kind: str, count: int, cpus: int,
         if best is None or score[:3] < best[0][:3]:
             best = (score, n, devices)
         compared += 1
-        if score[0] <= Link.NVLINK.rank or compared >= MAX_COMPARED_NODES:
+        worst = score[0]  # the worst link of the set: an int rank
+        if isinstance(worst, int) and worst <= Link.NVLINK.rank or compared >= MAX_COMPARED_NODES:
             break
     if best is None:
         return _short(want, cpus, memory, seen_cores, seen_memory)
@@ -224,19 +239,19 @@ def find_whole(state: PoolState, job_id: str, kind: str, count: int, cpus: int,
 
 
 def find_fraction(state: PoolState, job_id: str, kind: str, fraction: float, cpus: int,
-                  memory: float, gpu_memory: float | None = None) -> Composition | str:
+                  memory: float, gpu_memory: float | None = None) -> Composition | NoFit:
     t = state.topo
     kind_memory = get_kind(kind).memory_gib
     want = f"needs a {fraction:.0%} share of a {kind}"
     if kind not in t.kinds:
-        return f"{want}; the pool has no {kind}"
+        return nofit("kind", f"{kind} GPUs", 1, 0, f"{want}; the pool has no {kind}")
     seen_cores, seen_memory = 0, 0.0
 
     def share(d: int) -> Slice:
         cap = gpu_memory if gpu_memory is not None else fraction * t.dev_memory[d]
         dev = t.device[d]
         return Slice(state.pool.nodes[t.dev_node[d]].name, dev.index, t.dev_kind[d],
-                     SliceShape.FRACTION, fraction, cap, dev.uuid)
+                     SliceType.FRACTION, fraction, cap, dev.uuid)
 
     for d in state.shared_cards(kind, fraction):
         compute_left, memory_left = state.shared_room(d)
@@ -268,8 +283,9 @@ def find_fraction(state: PoolState, job_id: str, kind: str, fraction: float, cpu
         f"{fraction * kind_memory:g} GiB"
     if seen_cores or seen_memory:
         return _short(f"{want} ({cap_text})", cpus, memory, seen_cores, seen_memory)
-    return (f"{want} with {cap_text} of its memory; no {kind} card without MIG has that much "
-            "compute and memory left")
+    return nofit("fraction", f"compute share left on a {kind}", fraction, 0.0,
+                 f"{want} with {cap_text} of its memory; no {kind} card without MIG has that "
+                 "much compute and memory left")
 
 
 def _start_score(profiles: Sequence[MigProfile], mask: int, used: int) -> int:
@@ -279,18 +295,19 @@ def _start_score(profiles: Sequence[MigProfile], mask: int, used: int) -> int:
 
 
 def find_mig(state: PoolState, job_id: str, kind: str, profile_name: str, cpus: int,
-             memory: float) -> Composition | str:
+             memory: float) -> Composition | NoFit:
     t = state.topo
     want = f"needs a MIG {profile_name} instance on a {kind}"
     try:
         p = get_kind(kind).mig_profile(profile_name)
     except KeyError:
-        return f"{want}; {kind} has no such MIG profile"
+        return nofit("mig", f"{profile_name} profile on a {kind}", 1, 0,
+                     f"{want}; {kind} has no such MIG profile")
     seen_cores, seen_memory = 0, 0.0
 
     def mig_slice(d: int, start: int, uuid: str) -> Slice:
         return Slice(state.pool.nodes[t.dev_node[d]].name, t.device[d].index, kind,
-                     SliceShape.MIG, p.compute / MIG_COMPUTE, p.memory_gib, uuid, p.name, start)
+                     SliceType.MIG, p.compute / MIG_COMPUTE, p.memory_gib, uuid, p.name, start)
 
     for d in state.cards_with_unused_instance(kind, p.name):
         n = t.dev_node[d]
@@ -326,10 +343,12 @@ def find_mig(state: PoolState, job_id: str, kind: str, profile_name: str, cpus: 
             return comp
     if seen_cores or seen_memory:
         return _short(want, cpus, memory, seen_cores, seen_memory)
-    return f"{want}; no MIG-enabled {kind} has room for one (a valid start and compute left)"
+    return nofit("mig", f"room for a {profile_name} instance", 1, 0,
+                 f"{want}; no MIG-enabled {kind} has room for one (a valid start and compute "
+                 "left)")
 
 
-def find_cpu(state: PoolState, job_id: str, cpus: int, memory: float) -> Composition | str:
+def find_cpu(state: PoolState, job_id: str, cpus: int, memory: float) -> Composition | NoFit:
     """A CPU-only job: CPU-only nodes first, so GPU nodes keep their cores for GPU jobs."""
     seen_memory = 0.0
     for gpu_nodes in (False, True):
@@ -342,9 +361,11 @@ def find_cpu(state: PoolState, job_id: str, cpus: int, memory: float) -> Composi
                 return comp
     most = state.most_free_cores()
     if most < cpus:
-        return f"needs {cpus} cores on one node; the most free on a node is {most}"
-    return (f"needs {cpus} cores and {memory:g} GiB memory on one node; nodes with {cpus} free "
-            f"cores have at most {seen_memory:g} GiB free")
+        return nofit("cpus", "free cores on one node", cpus, most,
+                     f"needs {cpus} cores on one node; the most free on a node is {most}")
+    return nofit("memory_gib", f"free memory on a node with {cpus} free cores", memory,
+                 seen_memory, f"needs {cpus} cores and {memory:g} GiB memory on one node; "
+                 f"nodes with {cpus} free cores have at most {seen_memory:g} GiB free")
 
 
 def find_hinted(state: PoolState, job_id: str, node: str, devices: Sequence[int] | None,
@@ -371,7 +392,7 @@ def find_hinted(state: PoolState, job_id: str, node: str, devices: Sequence[int]
             if not state.share_fits(d, fraction, cap):
                 continue
             dev = t.device[d]
-            share = Slice(node, dev.index, t.dev_kind[d], SliceShape.FRACTION, fraction, cap,
+            share = Slice(node, dev.index, t.dev_kind[d], SliceType.FRACTION, fraction, cap,
                           dev.uuid)
             return _compose(state, job_id, n, [share], cpus, memory, [t.dev_numa[d]])
         return None

@@ -20,16 +20,17 @@ operation away, a copy costs a few list copies, and the state after ``allocate``
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from slicebox.placement.topology import MIG_COMPUTE, MIG_SLICES, Topology, bits
-from slicebox.pool.composition import Composition, Plan
+from slicebox.pool.composition import Composition, Part, Plan
 from slicebox.pool.model import Pool
-from slicebox.pool.slices import Slice, SliceShape
+from slicebox.pool.slices import Slice, SliceType
 from slicebox.snapshot import Capacity, NodeView
 
+HeldShape = tuple[int, str | None, bool, int, float]  # see PoolState.held_shapes
 EPS = 1e-6  # float slack: 0.3 + 0.7 must fit in 1.0
 PCT = 100  # shared cards are bucketed by whole percent of compute left
 
@@ -90,6 +91,8 @@ class PoolState:
         t = self.topo
         n_dev, n_node = len(t.device), len(pool.nodes)
         self._jobs: dict[str, Composition] = {}
+        self._staged: dict[tuple[str, str], int] = {}  # (dataset, node) -> running readers
+        self._shapes: dict[str, HeldShape] = {}
         self._u = _Usage(
             whole_job=[None] * n_dev, frac_compute=[0.0] * n_dev, frac_memory=[0.0] * n_dev,
             frac_jobs=[0] * n_dev, mig_mask=[0] * n_dev, mig_compute=[0] * n_dev,
@@ -117,9 +120,22 @@ class PoolState:
         other = object.__new__(PoolState)
         other.pool, other.topo = self.pool, self.topo
         other._jobs = self._jobs.copy()
+        other._staged = self._staged.copy()
+        other._shapes = self._shapes.copy()
         other._u = self._u.copy()
         other._x = self._x.copy()
         return other
+
+    def held_shapes(self) -> Mapping[str, HeldShape]:
+        """Job -> (GPU slices, their kind or None, any of them shared, cores, memory GiB),
+        for every job that holds something: what a round compares a kept job's assignment
+        with, in O(1).
+        Read only (it is the state's own dict, not a copy)."""
+        return self._shapes
+
+    def staged_in_use(self) -> set[tuple[str, str]]:
+        """(dataset, node) of staged copies that jobs holding resources read (never evict)."""
+        return set(self._staged)
 
     def compositions(self) -> dict[str, Composition]:
         return dict(self._jobs)
@@ -135,16 +151,30 @@ class PoolState:
 
     # -- the two mutations ----------------------------------------------------------------
     def allocate(self, comp: Composition) -> None:
-        """Hand ``comp``'s slices, cores and memory to its job; AllocationError on conflict."""
-        n, devices = self._check(comp)
+        """Hand ``comp``'s slices, cores and memory to its job, every part or none;
+        AllocationError on conflict (and nothing changes)."""
+        checked = self._check(comp)
+        for part, (n, devices) in zip(comp.parts, checked, strict=True):
+            self._take(comp.job_id, part, n, devices)
+        self._jobs[comp.job_id] = comp
+        slices = comp.slices
+        self._shapes[comp.job_id] = (
+            len(slices), slices[0].kind if slices else None,
+            any(s.shape is not SliceType.WHOLE for s in slices), comp.core_count,
+            comp.memory_gib)
+        if comp.staging is not None:
+            key = (comp.staging.dataset, comp.parts[0].node)
+            self._staged[key] = self._staged.get(key, 0) + 1
+
+    def _take(self, job_id: str, part: Part, n: int, devices: list[int]) -> None:
         self._unindex_node(n)
         for d in devices:
             self._unindex_device(d)
         u = self._u
-        for s, d in zip(comp.slices, devices, strict=True):
-            if s.shape is SliceShape.WHOLE:
-                u.whole_job[d] = comp.job_id
-            elif s.shape is SliceShape.FRACTION:
+        for s, d in zip(part.slices, devices, strict=True):
+            if s.shape is SliceType.WHOLE:
+                u.whole_job[d] = job_id
+            elif s.shape is SliceType.FRACTION:
                 u.frac_compute[d] += s.compute
                 u.frac_memory[d] += s.memory_gib
                 u.frac_jobs[d] += 1
@@ -157,15 +187,14 @@ class PoolState:
                     p = self.topo.mig_profile(d, s.mig_profile or "")
                     u.mig_mask[d] |= _slice_mask(s.mig_start or 0, p.size)
                     u.mig_compute[d] += p.compute
-        for core in comp.cores:
+        for core in part.cores:
             u.free_cores[n][self._numa_pos_of_core(n, core) or 0] &= ~(1 << core)
-        u.free_core_count[n] -= len(comp.cores)
-        u.free_memory[n] -= comp.memory_gib
+        u.free_core_count[n] -= len(part.cores)
+        u.free_memory[n] -= part.memory_gib
         u.node_jobs[n] += 1
         for d in devices:
             self._index_device(d)
         self._index_node(n)
-        self._jobs[comp.job_id] = comp
 
     def apply(self, plan: Plan) -> None:
         """Carry out a plan: release its stops, then allocate its starts."""
@@ -180,16 +209,28 @@ class PoolState:
         comp = self._jobs.pop(job_id, None)
         if comp is None:
             raise KeyError(f"job {job_id!r} holds nothing in pool {self.pool.name}")
+        del self._shapes[job_id]
+        for part in comp.parts:
+            self._give_back(part)
+        if comp.staging is not None:
+            key = (comp.staging.dataset, comp.parts[0].node)
+            if self._staged[key] > 1:
+                self._staged[key] -= 1
+            else:
+                del self._staged[key]
+        return comp
+
+    def _give_back(self, part: Part) -> None:
         t, u = self.topo, self._u
-        n = t.node_index[comp.node]
-        devices = [t.dev_at[(n, s.device)] for s in comp.slices]
+        n = t.node_index[part.node]
+        devices = [t.dev_at[(n, s.device)] for s in part.slices]
         self._unindex_node(n)
-        for d in dict.fromkeys(devices):
+        for d in devices:
             self._unindex_device(d)
-        for s, d in zip(comp.slices, devices, strict=True):
-            if s.shape is SliceShape.WHOLE:
+        for s, d in zip(part.slices, devices, strict=True):
+            if s.shape is SliceType.WHOLE:
                 u.whole_job[d] = None
-            elif s.shape is SliceShape.FRACTION:
+            elif s.shape is SliceType.FRACTION:
                 u.frac_jobs[d] -= 1
                 # Reset rather than subtract when the card empties: no float dust left over.
                 u.frac_compute[d] = u.frac_compute[d] - s.compute if u.frac_jobs[d] else 0.0
@@ -203,53 +244,60 @@ class PoolState:
                     p = t.mig_profile(d, s.mig_profile or "")
                     u.mig_mask[d] &= ~_slice_mask(s.mig_start or 0, p.size)
                     u.mig_compute[d] -= p.compute
-        for core in comp.cores:
+        for core in part.cores:
             u.free_cores[n][self._numa_pos_of_core(n, core) or 0] |= 1 << core
-        u.free_core_count[n] += len(comp.cores)
+        u.free_core_count[n] += len(part.cores)
         u.node_jobs[n] -= 1
         # An idle node gets its exact memory back: no float dust after many jobs.
-        u.free_memory[n] = (u.free_memory[n] + comp.memory_gib if u.node_jobs[n]
+        u.free_memory[n] = (u.free_memory[n] + part.memory_gib if u.node_jobs[n]
                             else self.pool.nodes[n].memory_gib)
-        for d in dict.fromkeys(devices):
+        for d in devices:
             self._index_device(d)
         self._index_node(n)
-        return comp
 
     # -- validation -----------------------------------------------------------------------
-    def _check(self, comp: Composition) -> tuple[int, list[int]]:
-        t, u = self.topo, self._u
+    def _check(self, comp: Composition) -> list[tuple[int, list[int]]]:
         who = f"job {comp.job_id}"
         if comp.job_id in self._jobs:
             raise AllocationError(f"{who} already holds {self._jobs[comp.job_id].describe()}")
-        n = t.node_index.get(comp.node)
+        kinds = {s.kind for s in comp.slices}
+        if len(kinds) > 1:
+            raise AllocationError(f"{who}: a gang is one kind of GPU, not {sorted(kinds)}")
+        return [self._check_part(comp, part) for part in comp.parts]
+
+    def _check_part(self, comp: Composition, part: Part) -> tuple[int, list[int]]:
+        t, u = self.topo, self._u
+        who = f"job {comp.job_id}"
+        n = t.node_index.get(part.node)
         if n is None:
-            raise AllocationError(f"{who}: no node {comp.node!r} in pool {self.pool.name}")
-        if comp.memory_gib < 0:
-            raise AllocationError(f"{who}: memory_gib is negative ({comp.memory_gib})")
-        if comp.memory_gib > u.free_memory[n] + EPS:
-            raise AllocationError(f"{who}: node {comp.node} has {u.free_memory[n]:g} GiB memory "
-                                  f"free, {comp.memory_gib:g} GiB asked")
-        if len(set(comp.cores)) != len(comp.cores):
-            raise AllocationError(f"{who}: a core is listed twice in {list(comp.cores)}")
-        for core in comp.cores:
+            raise AllocationError(f"{who}: no node {part.node!r} in pool {self.pool.name}")
+        if part.memory_gib < 0:
+            raise AllocationError(f"{who}: memory_gib is negative ({part.memory_gib})")
+        if part.memory_gib > u.free_memory[n] + EPS:
+            raise AllocationError(f"{who}: node {part.node} has {u.free_memory[n]:g} GiB memory "
+                                  f"free, {part.memory_gib:g} GiB asked")
+        if len(set(part.cores)) != len(part.cores):
+            raise AllocationError(f"{who}: a core is listed twice in {list(part.cores)}")
+        for core in part.cores:
             k = self._numa_pos_of_core(n, core)
             if k is None:
-                raise AllocationError(f"{who}: core {core} is not on node {comp.node}")
+                raise AllocationError(f"{who}: core {core} is not on node {part.node}")
             if not u.free_cores[n][k] >> core & 1:
-                raise AllocationError(f"{who}: core {core} on node {comp.node} is held by "
-                                      f"job {self._core_holder(comp.node, core)}")
+                raise AllocationError(f"{who}: core {core} on node {part.node} is held by "
+                                      f"job {self._core_holder(part.node, core)}")
         devices: list[int] = []
-        for s in comp.slices:
-            d = self._check_slice(comp, n, s, devices)
+        for s in part.slices:
+            d = self._check_slice(comp, part, n, s, devices)
             devices.append(d)
         return n, devices
 
-    def _check_slice(self, comp: Composition, n: int, s: Slice, earlier: list[int]) -> int:
+    def _check_slice(self, comp: Composition, part: Part, n: int, s: Slice,
+                     earlier: list[int]) -> int:
         t, u = self.topo, self._u
-        where = f"job {comp.job_id}: {comp.node}/gpu{s.device}"
-        if s.node != comp.node:
-            raise AllocationError(f"job {comp.job_id}: slice on node {s.node} in a composition "
-                                  f"for node {comp.node}")
+        where = f"job {comp.job_id}: {part.node}/gpu{s.device}"
+        if s.node != part.node:
+            raise AllocationError(f"job {comp.job_id}: slice on node {s.node} in a part "
+                                  f"for node {part.node}")
         d = t.dev_at.get((n, s.device))
         if d is None:
             raise AllocationError(f"{where} does not exist")
@@ -257,13 +305,13 @@ class PoolState:
             raise AllocationError(f"{where} appears twice in one composition")
         if s.kind != t.dev_kind[d]:
             raise AllocationError(f"{where} is a {t.dev_kind[d]}, not a {s.kind}")
-        if s.shape is not SliceShape.MIG and t.dev_mig[d]:
+        if s.shape is not SliceType.MIG and t.dev_mig[d]:
             raise AllocationError(f"{where} has MIG enabled: it can only be used as MIG "
                                   "instances")
-        if s.shape is SliceShape.WHOLE:
+        if s.shape is SliceType.WHOLE:
             if not self._fully_free(d):
                 raise AllocationError(f"{where} is in use ({self._device_holders(d)})")
-        elif s.shape is SliceShape.FRACTION:
+        elif s.shape is SliceType.FRACTION:
             if u.whole_job[d] is not None:
                 raise AllocationError(f"{where} is held whole by job {u.whole_job[d]}")
             if not 0 < s.compute <= 1 or u.frac_compute[d] + s.compute > 1 + EPS:
@@ -317,7 +365,7 @@ class PoolState:
 
     def _core_holder(self, node: str, core: int) -> str:
         for job, c in self._jobs.items():
-            if c.node == node and core in c.cores:
+            if any(p.node == node and core in p.cores for p in c.parts):
                 return job
         return "?"
 
@@ -325,7 +373,7 @@ class PoolState:
         name = self.pool.nodes[self.topo.dev_node[d]].name
         index = self.topo.device[d].index
         jobs = [j for j, c in self._jobs.items()
-                if c.node == name and any(s.device == index for s in c.slices)]
+                if any(s.node == name and s.device == index for s in c.slices)]
         return "held by " + ", ".join(jobs) if jobs else "busy"
 
     # -- the indexes ----------------------------------------------------------------------
@@ -385,6 +433,25 @@ class PoolState:
         buckets = self._x.whole.get(kind, ())
         for free in range(max(count, 1), len(buckets)):
             yield from bits(buckets[free])
+
+    def nodes_by_most_free_gpus(self, kind: str, at_most: int | None = None
+                                ) -> Iterator[tuple[int, int]]:
+        """(free whole GPUs of ``kind``, node) for nodes with any, most free first (then by
+        node number); only nodes with at most ``at_most`` free when given."""
+        buckets = self._x.whole.get(kind, ())
+        top = len(buckets) - 1 if at_most is None else min(at_most, len(buckets) - 1)
+        for free in range(top, 0, -1):
+            for n in bits(buckets[free]):
+                yield free, n
+
+    def whole_nodes(self, kind: str, count: int) -> Iterator[int]:
+        """Nodes whose ``count`` free GPUs of ``kind`` are all the node has of it (a whole
+        node), lowest number first."""
+        buckets = self._x.whole.get(kind, ())
+        if 0 < count < len(buckets):
+            for n in bits(buckets[count]):
+                if self.topo.node_whole_count[n].get(kind, 0) == count:
+                    yield n
 
     def largest_free_set(self, kind: str) -> int:
         buckets = self._x.whole.get(kind, ())
@@ -470,27 +537,28 @@ class PoolState:
             total_cpus=t.total_cores, free_cpus=sum(u.free_core_count),
             total_memory_gib=t.total_memory_gib, free_memory_gib=sum(u.free_memory))
 
+    def node_view(self, n: int) -> NodeView:
+        """Node ``n``'s free resources (see ``node_views``)."""
+        t, u = self.topo, self._u
+        free = []
+        for d in t.node_devices[n]:
+            if t.dev_mig[d]:
+                free.append((MIG_COMPUTE - u.mig_compute[d]) / MIG_COMPUTE)
+            elif u.whole_job[d] is not None:
+                free.append(0.0)
+            else:
+                free.append(max(0.0, 1.0 - u.frac_compute[d]))
+        kind = t.dev_kind[t.node_devices[n][0]] if t.node_devices[n] else None
+        return NodeView(self.pool.nodes[n].name, kind, tuple(free),
+                        float(u.free_core_count[n]), u.free_memory[n])
+
     def node_views(self) -> tuple[NodeView, ...]:
         """Per-node free resources for policies that score placements themselves (FGD).
 
         ``free_gpu[i]`` is the free compute share of the node's i-th device: 1.0 for an
         unused card, what shares leave, or the free compute slices of a MIG card over 7.
         """
-        t, u = self.topo, self._u
-        views = []
-        for n, node in enumerate(self.pool.nodes):
-            free = []
-            for d in t.node_devices[n]:
-                if t.dev_mig[d]:
-                    free.append((MIG_COMPUTE - u.mig_compute[d]) / MIG_COMPUTE)
-                elif u.whole_job[d] is not None:
-                    free.append(0.0)
-                else:
-                    free.append(max(0.0, 1.0 - u.frac_compute[d]))
-            kind = t.dev_kind[t.node_devices[n][0]] if t.node_devices[n] else None
-            views.append(NodeView(node.name, kind, tuple(free), float(u.free_core_count[n]),
-                                  u.free_memory[n]))
-        return tuple(views)
+        return tuple(self.node_view(n) for n in range(len(self.pool.nodes)))
 
     def free_whole_gpus(self, kind: str) -> int:
         """Free whole (non-MIG) GPUs of ``kind`` across the pool."""

@@ -27,6 +27,9 @@ class Topology:
     node_devices: tuple[tuple[int, ...], ...]  # global device numbers on node n
     node_link_rank: tuple[tuple[tuple[int, ...], ...], ...]  # [n][p][q] by device position
     node_uniform_rank: tuple[int | None, ...]  # the one link rank between any two GPUs, if so
+    node_worst_rank: tuple[int, ...]  # worst link between two GPUs of node n (gang choice)
+    node_whole_count: tuple[dict[str, int], ...]  # [n] kind -> non-MIG devices on node n
+    kind_links_uniform: dict[str, bool]  # every node with the kind has the same worst link
     device: tuple[Device, ...]
     dev_node: tuple[int, ...]
     dev_pos: tuple[int, ...]  # position of d within its node's devices
@@ -52,6 +55,7 @@ class Topology:
         kinds: dict[str, None] = {}
         kind_devices: dict[str, int] = {}
         max_whole: dict[str, int] = {}
+        whole_counts: list[dict[str, int]] = []
         for n, node in enumerate(pool.nodes):
             if node.name in node_index:
                 raise ValueError(f"pool {pool.name}: node {node.name!r} appears twice")
@@ -77,13 +81,18 @@ class Topology:
                     whole[kind] = whole.get(kind, 0) + 1
             for kind, count in whole.items():
                 max_whole[kind] = max(max_whole.get(kind, 0), count)
+            whole_counts.append(whole)
             node_devs.append(tuple(ids))
             link_rank.append(_ranks(node))
+        worst = tuple(max((max(row) for row in r), default=0) for r in link_rank)
         return cls(
             pool=pool, node_index=node_index, node_has_gpu=tuple(has_gpu),
             node_numa=tuple(numa_ids), node_numa_cores=tuple(numa_cores),
             node_devices=tuple(node_devs), node_link_rank=tuple(link_rank),
             node_uniform_rank=tuple(_uniform(r) for r in link_rank),
+            node_worst_rank=worst, node_whole_count=tuple(whole_counts),
+            kind_links_uniform={k: len({worst[n] for n, c in enumerate(whole_counts) if k in c})
+                                <= 1 for k in kinds},
             device=tuple(devices), dev_node=tuple(dev_node), dev_pos=tuple(dev_pos),
             dev_kind=tuple(d.kind.name for d in devices),
             dev_memory=tuple(d.memory for d in devices),

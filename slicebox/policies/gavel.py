@@ -18,6 +18,14 @@ Each round (``periodic``), jobs are ranked Gavel-style by how far behind their
 allocation they are: priority = X[j,k] / (share of time received so far), and take
 GPUs of kind k in that order. The time received comes from ``attained_gpu_seconds``
 (the snapshot has no per-kind history), so the catch-up is per job, not per kind.
+
+``Gavel(heterogeneity_aware=False, mechanism="gavel")`` is Gavel's own
+``max_min_fairness`` policy as its simulator runs it (the configuration
+``slicebox.sim.fidelity`` reproduces Gavel's published numbers with): the allocation
+ignores throughputs (every job's share of GPUs is equalised, as
+``MaxMinFairnessPolicy`` does by setting every throughput to 1), and rounds follow
+Gavel's mechanism (``gavel_rounds``: time received per job and per type, resets at most
+every 1,920 s, greedy fill by type).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from scipy.optimize import linprog
 
 from slicebox.policies import common
 from slicebox.policies.base import Policy
+from slicebox.policies.gavel_rounds import RoundLedger
 from slicebox.policies.registry import POLICIES
 from slicebox.snapshot import Assignment, ClusterSnapshot, Decision, JobView
 
@@ -43,6 +52,9 @@ def max_min_allocation(throughput: np.ndarray, counts: np.ndarray, gpus: np.ndar
                        weights: np.ndarray, capacity: np.ndarray) -> np.ndarray:
     """Per-job time shares ``Y[c, k]`` of each class on each kind (max-min fair).
 
+    Maximises the smallest ``gpus_c * sum_k Y[c,k] T[c,k] / (w_c T_equal[c])``, Gavel's
+    ``MaxMinFairnessPolicyWithPerf`` objective (scale factor included).
+
     ``throughput[c, k]``: work/s of one job of class c on kind k at its size (0: cannot
     run there); ``counts[c]`` jobs per class; ``gpus[c]`` GPUs each; ``weights[c]``
     priority weight; ``capacity[k]`` GPUs of kind k.
@@ -53,7 +65,10 @@ def max_min_allocation(throughput: np.ndarray, counts: np.ndarray, gpus: np.ndar
     mix = capacity / max(capacity.sum(), 1e-9)
     equal = throughput @ mix
     equal = np.where(equal > 0, equal, 1.0)
-    norm = throughput / equal[:, None]  # normalised throughput per unit of time share
+    # Normalised throughput per unit of time share, times the job's GPUs as Gavel's
+    # MaxMinFairnessPolicyWithPerf does: a job on one GPU should get ``gpus`` times the
+    # time of an equally fast job on ``gpus`` GPUs (what is equalised is GPU-time).
+    norm = throughput / equal[:, None] * gpus[:, None]
     n_var = n_class * n_kind + 1  # Y flattened, then t
     cost = np.zeros(n_var)
     cost[-1] = -1.0
@@ -84,16 +99,59 @@ def max_min_allocation(throughput: np.ndarray, counts: np.ndarray, gpus: np.ndar
     return np.clip(solved.x[:-1].reshape(n_class, n_kind), 0.0, 1.0)
 
 
+def equal_share_allocation(gpus: np.ndarray, weights: np.ndarray, capacity: np.ndarray
+                           ) -> np.ndarray:
+    """Gavel's heterogeneity-agnostic max-min fairness: time shares ``Y[j, k]``.
+
+    ``MaxMinFairnessPolicy`` maximises the smallest ``gpus_j * sum_k Y[j,k] / w_j``
+    (every throughput set to 1), so each job's share of GPUs is equalised (water-filled
+    up to a whole job's ``sum_k Y <= 1``) and which type it gets does not matter to
+    the objective. Gavel's interior-point solver (ECOS) lands in the middle of that
+    optimal face. On Gavel's 8:8:8 pool that middle splits each job's time evenly over
+    the types, and when the pool is oversubscribed every job's share is forced; this
+    returns the water-filled shares split over types in proportion to their counts
+    (an approximation of ECOS's split of spare capacity when the pool is not full, or
+    when the counts differ).
+    """
+    n = len(gpus)
+    total = float(capacity.sum())
+    if n == 0 or total <= 0:
+        return np.zeros((n, len(capacity)))
+    target = min(total, float(gpus.sum()))
+    lo, hi = 0.0, float((gpus / weights).max())
+    for _ in range(100):  # bisection on the common level t: sum_j min(g_j, w_j t) = target
+        mid = (lo + hi) / 2
+        if np.minimum(gpus, weights * mid).sum() < target:
+            lo = mid
+        else:
+            hi = mid
+    shares = np.minimum(1.0, weights * hi / gpus)
+    return np.outer(shares, capacity / total)
+
+
 @POLICIES.register("gavel", "max-min-fairness")
 class Gavel(Policy):
     name = "gavel"
     periodic = True
     preemptive = True
 
-    def __init__(self) -> None:
+    def __init__(self, heterogeneity_aware: bool = True, mechanism: str = "slicebox",
+                 seed: int = 0) -> None:
+        """``heterogeneity_aware``: Gavel's ``max_min_fairness_perf`` LP (True) or its
+        ``max_min_fairness`` (False: throughputs ignored). ``mechanism``: "slicebox"
+        (stateless rounds: catch-up on ``attained_gpu_seconds``) or "gavel" (Gavel's
+        own round mechanism; the policy then keeps a ledger across decisions, so it is
+        not pure: use one instance per run). ``seed``: Gavel's ``--seed`` (the
+        per-round shuffle of GPU types for the agnostic policy)."""
+        if mechanism not in ("slicebox", "gavel"):
+            raise ValueError(f"gavel mechanism: 'slicebox' or 'gavel', got {mechanism!r}")
         # Memo of LP solutions by problem: the allocation only changes when the job mix
         # or the pool does, and a pure function may cache its answers.
         self._memo: dict[tuple[object, ...], np.ndarray] = {}
+        self.heterogeneity_aware = heterogeneity_aware
+        self.mechanism = mechanism
+        self.seed = seed
+        self._ledger: RoundLedger | None = None
 
     def allocation(self, snapshot: ClusterSnapshot, jobs: Sequence[JobView], kinds: list[str]
                    ) -> tuple[list[tuple[str, float, tuple[str, ...], int]], np.ndarray,
@@ -125,18 +183,67 @@ class Gavel(Policy):
             self._memo[memo_key] = alloc
         return keys, alloc, classes
 
+    def _rows(self, snapshot: ClusterSnapshot, jobs: Sequence[JobView], kinds: list[str]
+              ) -> list[np.ndarray]:
+        """Each job's time shares on ``kinds``, by the configured max-min fairness."""
+        if self.heterogeneity_aware:
+            _, alloc, classes = self.allocation(snapshot, jobs, kinds)
+            return [alloc[classes[job_class(j)]] for j in jobs]
+        capacity = np.array([snapshot.capacity.total_gpus[k] for k in kinds], dtype=float)
+        gpus = np.array([common.share(j) for j in jobs], dtype=float)
+        return list(equal_share_allocation(gpus, np.ones(len(jobs)), capacity))
+
+    def per_job_allocation(self, snapshot: ClusterSnapshot, jobs: Sequence[JobView],
+                           kinds: list[str]) -> dict[str, dict[str, float]]:
+        """Job id -> kind -> share of time, by the configured max-min fairness."""
+        if not jobs:
+            return {}
+        rows = self._rows(snapshot, jobs, kinds)
+        return {j.id: {k: float(x) for k, x in zip(kinds, row, strict=True)}
+                for j, row in zip(jobs, rows, strict=True)}
+
+    def _decide_gavel_rounds(self, snapshot: ClusterSnapshot, jobs: list[JobView],
+                             kinds: list[str]) -> Decision:
+        if self._ledger is not None and self._ledger.last_now is not None \
+                and snapshot.now < self._ledger.last_now:
+            self._ledger = None  # the clock went back: a new run with this instance
+        if self._ledger is None:
+            self._ledger = RoundLedger(snapshot.round_seconds or 360.0,
+                                       shuffle_seed=None if self.heterogeneity_aware
+                                       else self.seed)
+        ledger = self._ledger
+        # Gavel's job ids follow arrival order, and break its priority ties.
+        jobs = sorted(jobs, key=lambda j: j.submitted_at)
+        ledger.observe(snapshot, jobs, kinds)
+        ledger.maybe_reset(snapshot.now, jobs, kinds,
+                           lambda js, ks: self.per_job_allocation(snapshot, js, list(ks)))
+        table = common.RateTable(snapshot, kinds)
+        chosen = ledger.choose(jobs, kinds, snapshot.capacity.total_gpus, table.rates)
+        run = []
+        for job in jobs:
+            kind = chosen.get(job.id)
+            if kind is None:
+                continue
+            if job.current is not None and job.current.kind == kind:
+                run.append(job.current)
+            else:
+                run.append(Assignment(job.id, job.demand.gpus, kind))
+        return Decision(tuple(run))
+
     def decide(self, snapshot: ClusterSnapshot) -> Decision:
         jobs = [j for j in snapshot.jobs if common.share(j) > 0]
         kinds = sorted(snapshot.capacity.total_gpus)
+        if self.mechanism == "gavel":
+            return self._decide_gavel_rounds(snapshot, jobs, kinds)
         if not jobs or not kinds:
             return Decision(())
-        keys, alloc, classes = self.allocation(snapshot, jobs, kinds)
+        rows = self._rows(snapshot, jobs, kinds)
         now = snapshot.now
         round_s = snapshot.round_seconds or 360.0
         # Priority of (job, kind): its allocated share over the share it received.
         pairs: list[tuple[float, int, int]] = []
         for i, job in enumerate(jobs):
-            row = alloc[classes[job_class(job)]]
+            row = rows[i]
             age = max(now - job.submitted_at, round_s)
             received = job.attained_gpu_seconds / (max(common.share(job), 1e-9) * age)
             for k, x in enumerate(row):

@@ -26,6 +26,15 @@ or a full matrix as ``nvidia-smi topo -m`` prints it; ``nvlink_groups`` adds NVL
 groups of GPUs on top of that. ``replicas: N`` repeats a node as ``name-0`` … ``name-N-1``.
 MIG-enabled cards say ``mig: true``; instances that already exist are listed under the
 node's ``mig_instances`` (``{gpu: 0, profile: 3g.40gb, start: 4}``).
+
+``env_allow: [LD_LIBRARY_PATH, ...]`` (top level) names environment variables a job may
+set although admission refuses them by default (``LD_*``, ``PYTHON*``, ``PATH``: they
+change how programs load). Exact, case-sensitive names; absent means none.
+
+Limits (checked before anything is built, so a hostile file cannot make us allocate
+without bound): every number finite; at most ``MAX_NODE_GPUS`` GPUs and ``MAX_CPU_ID``+1
+cores a node, ``MAX_POOL_NODES`` nodes, ``MAX_POOL_GPUS`` GPUs and ``MAX_POOL_CORES``
+cores in all (replicas counted); sizes below the bounds in the fields' declarations.
 """
 
 from __future__ import annotations
@@ -37,38 +46,57 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from slicebox.pool.cpulist import format_cpulist, parse_cpulist
+from slicebox.errors import InputError
+from slicebox.pool.cpulist import MAX_CPU_ID, format_cpulist, parse_cpulist
 from slicebox.pool.kinds import get_kind
 from slicebox.pool.model import Device, Link, MigInstance, Node, Pool, Tier, Volume
 from slicebox.untrusted import describe, read_yaml
 
 MAX_POOL_BYTES = 4 * 1024 * 1024  # a pool of thousands of nodes written out in full fits easily
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+# Sane maxima, far above any real machine or cluster we simulate (philly-2000 is 2,000
+# GPUs; Alibaba's node list with cores in tenths about 1.1 million cores).
+MAX_NODE_GPUS = 64
+MAX_POOL_NODES = 100_000
+MAX_POOL_GPUS = 131_072
+MAX_POOL_CORES = 1 << 22
+MAX_MEMORY_GIB = float(1 << 20)  # 1 PiB of host memory on one node
+MAX_GPU_MEMORY_GIB = 65_536.0
+MAX_CAPACITY_GIB = 1e9  # a volume (a network share may be huge; presets use 1e6)
+MAX_MBPS = 1e7
+MAX_LIST = 64  # GPU groups, volumes, NVLink groups of one node; shared volumes
+MAX_TEXT = 4096  # any string: paths, uuids, link names
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+MAX_ENV_ALLOW = 256
 _UUID_NAMESPACE = uuid.UUID("6b1f3c52-2f4e-4c1e-9a8e-5d2c7a1b9e01")  # fixed: stable UUIDs
 _LINK_WORDS = {"x": Link.SELF, "nv": Link.NVLINK, "pix": Link.PIX, "pxb": Link.PXB,
                "phb": Link.NODE, "node": Link.NODE, "sys": Link.SYS}
 
 
-class PoolFileError(ValueError):
-    """A pool file was rejected; the message names the field and the reason."""
+class PoolFileError(InputError):
+    """A pool file was rejected; the message names the file, the field and the reason."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: an infinite or NaN size is refused, never simulated.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False,
+                              str_max_length=MAX_TEXT)
 
 
 class VolumeModel(_Strict):
     name: str = Field(pattern=NAME)
     path: str
     tier: Tier
-    capacity_gib: float = Field(gt=0)
-    read_mbps: float = Field(gt=0)
-    write_mbps: float = Field(gt=0)
+    capacity_gib: float = Field(gt=0, le=MAX_CAPACITY_GIB)
+    read_mbps: float = Field(gt=0, le=MAX_MBPS)
+    write_mbps: float = Field(gt=0, le=MAX_MBPS)
     shared: bool = False
 
     @field_validator("path")
     @classmethod
     def _absolute(cls, value: str) -> str:
+        if "\0" in value:
+            raise ValueError("a path may not hold a NUL character")
         if not value.startswith("/"):
             raise ValueError(f"must be an absolute path, got {value!r}")
         return value.rstrip("/") or "/"
@@ -79,12 +107,13 @@ class VolumeModel(_Strict):
 
 
 class GpuGroupModel(_Strict):
-    kind: str
-    count: int = Field(1, ge=1, le=64)
+    kind: str = Field(max_length=64)
+    count: int = Field(1, ge=1, le=MAX_NODE_GPUS)
     numa: int | None = Field(None, ge=0, le=1024)
     mig: bool = Field(False, description="MIG mode enabled on these cards")
-    memory_gib: float | None = Field(None, gt=0, description="default: the kind's memory")
-    uuids: tuple[str, ...] | None = None
+    memory_gib: float | None = Field(None, gt=0, le=MAX_GPU_MEMORY_GIB,
+                                     description="default: the kind's memory")
+    uuids: tuple[str, ...] | None = Field(None, max_length=MAX_NODE_GPUS)
 
     @field_validator("kind")
     @classmethod
@@ -107,10 +136,10 @@ class GpuGroupModel(_Strict):
 
 
 class MigInstanceModel(_Strict):
-    gpu: int = Field(ge=0, description="index of the card on its node")
-    profile: str
+    gpu: int = Field(ge=0, lt=MAX_NODE_GPUS, description="index of the card on its node")
+    profile: str = Field(max_length=64)
     start: int = Field(ge=0, le=7)
-    uuid: str | None = None
+    uuid: str | None = Field(None, max_length=256)
 
 
 LinkMatrix = tuple[tuple[str, ...], ...]
@@ -119,39 +148,46 @@ LINK_PRESETS = ("nvlink", "pcie", "pix", "sys")
 
 class NodeModel(_Strict):
     name: str = Field(pattern=NAME)
-    replicas: int = Field(1, ge=1, le=100_000)
-    memory_gib: float = Field(gt=0)
+    replicas: int = Field(1, ge=1, le=MAX_POOL_NODES)
+    memory_gib: float = Field(gt=0, le=MAX_MEMORY_GIB)
     cores: dict[int, tuple[int, ...]] = Field(
         description="NUMA node -> cpulist (\"0-55\") or list of core ids; or a count on NUMA 0")
-    gpus: tuple[GpuGroupModel, ...] = ()
+    gpus: tuple[GpuGroupModel, ...] = Field((), max_length=MAX_LIST)
     links: str | LinkMatrix = "pcie"
-    nvlink_groups: tuple[tuple[int, ...], ...] = ()
-    mig_instances: tuple[MigInstanceModel, ...] = ()
-    volumes: tuple[VolumeModel, ...] = ()
+    nvlink_groups: tuple[tuple[int, ...], ...] = Field((), max_length=MAX_LIST)
+    mig_instances: tuple[MigInstanceModel, ...] = Field((), max_length=MAX_NODE_GPUS * 7)
+    volumes: tuple[VolumeModel, ...] = Field((), max_length=MAX_LIST)
 
     @field_validator("cores", mode="before")
     @classmethod
     def _cores(cls, value: object) -> dict[int, tuple[int, ...]]:
+        limit = MAX_CPU_ID + 1
         if isinstance(value, int) and not isinstance(value, bool):
-            if not 1 <= value <= 65536:
-                raise ValueError(f"a core count must be between 1 and 65536, got {value}")
+            if not 1 <= value <= limit:
+                raise ValueError(f"a core count must be between 1 and {limit}, got {value}")
             return {0: tuple(range(value))}
         if not isinstance(value, dict) or not value:
             raise ValueError("give a core count, or a mapping of NUMA node -> cpulist "
                              "(e.g. {0: \"0-55\", 1: \"56-111\"})")
+        if len(value) > 1024:
+            raise ValueError(f"{len(value)} NUMA nodes; a node may have at most 1024")
         out: dict[int, tuple[int, ...]] = {}
         seen: set[int] = set()
         for numa, cores in value.items():
-            if isinstance(numa, bool) or not isinstance(numa, int) or numa < 0:
-                raise ValueError(f"NUMA node {numa!r} is not a non-negative integer")
+            if isinstance(numa, bool) or not isinstance(numa, int) or not 0 <= numa <= 1024:
+                raise ValueError(f"NUMA node {str(numa)[:40]!r} is not an integer in 0..1024")
             if isinstance(cores, str):
+                # Counted before parse_cpulist expands it: "0-65536" repeated through a
+                # 4 MB file would otherwise become billions of core ids.
+                _check_cpulist_size(numa, cores, limit - len(seen))
                 ids = parse_cpulist(cores)
             elif isinstance(cores, list | tuple) and all(
-                    isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cores):
+                    isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= MAX_CPU_ID
+                    for c in cores):
                 ids = tuple(sorted(cores))
             else:
                 raise ValueError(f"NUMA node {numa}: give a cpulist like \"0-7\" or a list of "
-                                 f"core ids, got {cores!r}")
+                                 f"core ids 0..{MAX_CPU_ID}, got {str(cores)[:60]}")
             if not ids:
                 raise ValueError(f"NUMA node {numa} lists no cores")
             twice = seen.intersection(ids)
@@ -183,6 +219,9 @@ class NodeModel(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> NodeModel:
+        if self.gpu_count > MAX_NODE_GPUS:
+            raise ValueError(f"gpus: {self.gpu_count} GPUs on one node; at most "
+                             f"{MAX_NODE_GPUS}")
         numa_nodes = {numa for numa, _ in self.cores_by_numa()}
         for i, group in enumerate(self.gpus):
             if group.numa is not None and group.numa not in numa_nodes:
@@ -191,8 +230,10 @@ class NodeModel(_Strict):
         n = self.gpu_count
         if not isinstance(self.links, str):
             _matrix(self.links, n)  # raises with the position of a bad entry
-        for g, group in enumerate(self.nvlink_groups):
-            bad = [i for i in group if not 0 <= i < n]
+        for g, members in enumerate(self.nvlink_groups):
+            if len(set(members)) != len(members):
+                raise ValueError(f"nvlink_groups.{g}: a GPU is listed twice")
+            bad = [i for i in members if not 0 <= i < n]
             if bad:
                 raise ValueError(f"nvlink_groups.{g}: GPU {bad[0]} does not exist "
                                  f"(this node has {n} GPUs)")
@@ -205,8 +246,21 @@ class NodeModel(_Strict):
 
 class PoolModel(_Strict):
     name: str = Field("pool", pattern=NAME)
-    nodes: tuple[NodeModel, ...]
-    shared_volumes: tuple[VolumeModel, ...] = ()
+    nodes: tuple[NodeModel, ...] = Field(max_length=MAX_POOL_NODES)
+    shared_volumes: tuple[VolumeModel, ...] = Field((), max_length=MAX_LIST)
+    env_allow: tuple[str, ...] = Field((), max_length=MAX_ENV_ALLOW)
+
+    @field_validator("env_allow")
+    @classmethod
+    def _env_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for i, name in enumerate(value):
+            if not re.fullmatch(ENV_NAME, name):
+                raise ValueError(f"{i}: {name[:60]!r} is not an environment variable name "
+                                 "(letters, digits and _, not starting with a digit)")
+        twice = sorted({name for name in value if value.count(name) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]!r} is listed twice")
+        return value
 
     @field_validator("nodes")
     @classmethod
@@ -217,6 +271,7 @@ class PoolModel(_Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> PoolModel:
+        _check_totals(self.nodes)  # before the loop below walks every replica
         seen: set[str] = set()
         for i, node in enumerate(self.nodes):
             for name in _replica_names(node):
@@ -224,6 +279,37 @@ class PoolModel(_Strict):
                     raise ValueError(f"nodes.{i}.name: node {name!r} is defined twice")
                 seen.add(name)
         return self
+
+
+def _check_totals(nodes: tuple[NodeModel, ...]) -> None:
+    totals = {"nodes": 0, "GPUs": 0, "cores": 0}
+    for node in nodes:
+        totals["nodes"] += node.replicas
+        totals["GPUs"] += node.replicas * node.gpu_count
+        totals["cores"] += node.replicas * sum(len(c) for c in node.cores.values())
+    maxima = {"nodes": MAX_POOL_NODES, "GPUs": MAX_POOL_GPUS, "cores": MAX_POOL_CORES}
+    for what, total in totals.items():
+        if total > maxima[what]:
+            raise ValueError(f"nodes: the pool has {total:,} {what} (replicas counted); "
+                             f"at most {maxima[what]:,}")
+
+
+def _check_cpulist_size(numa: int, text: str, room: int) -> None:
+    """Refuse a cpulist naming more than ``room`` cores, counting ranges without
+    expanding them (parse_cpulist reports any syntax error afterwards)."""
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"NUMA node {numa}: cpulist is {len(text):,} characters; "
+                         f"at most {MAX_TEXT}")
+    total = 0
+    for part in text.split(","):
+        low, sep, high = part.strip().partition("-")
+        try:
+            total += max(0, int(high) - int(low) + 1) if sep else 1
+        except ValueError:
+            continue  # not a range: parse_cpulist names it
+        if total > room:
+            raise ValueError(f"NUMA node {numa}: cpulist names more than {room} cores; a node "
+                             f"has at most {MAX_CPU_ID + 1}")
 
 
 def _replica_names(node: NodeModel) -> list[str]:
@@ -323,9 +409,9 @@ def _build_node(pool_name: str, model: NodeModel, name: str) -> Node:
                                   group.memory_gib, instances))
             numas.append(group.numa)
     links = _base_links(model, numas)
-    for group in model.nvlink_groups:
-        for i in group:
-            for j in group:
+    for members in model.nvlink_groups:
+        for i in members:
+            for j in members:
                 if i != j:
                     links[i][j] = Link.NVLINK
     return Node(name, model.cores_by_numa(), model.memory_gib, tuple(devices),
@@ -344,7 +430,7 @@ def parse_pool(data: object, source: str = "pool file") -> Pool:
     nodes = tuple(_build_node(model.name, node, name)
                   for node in model.nodes for name in _replica_names(node))
     shared = tuple(v.build(shared=True) for v in model.shared_volumes)
-    return Pool(nodes, model.name, shared)
+    return Pool(nodes, model.name, shared, frozenset(model.env_allow))
 
 
 def load_pool(path: str | Path) -> Pool:
@@ -380,5 +466,8 @@ def pool_to_dict(pool: Pool) -> dict[str, Any]:
             entry["links"] = [[node.link(a.index, b.index).value for b in node.devices]
                               for a in node.devices]
         nodes.append(entry)
-    return {"name": pool.name, "nodes": nodes,
-            "shared_volumes": [volume(v) for v in pool.shared_volumes]}
+    out: dict[str, Any] = {"name": pool.name, "nodes": nodes,
+                           "shared_volumes": [volume(v) for v in pool.shared_volumes]}
+    if pool.env_allow:
+        out["env_allow"] = sorted(pool.env_allow)
+    return out

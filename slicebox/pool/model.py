@@ -123,6 +123,10 @@ class Pool:
     nodes: tuple[Node, ...]
     name: str = "pool"
     shared_volumes: tuple[Volume, ...] = field(default=())
+    # Environment variable names a job of this pool may set although admission's default
+    # deny-list (LD_*, PYTHON*, PATH: they change how programs load) refuses them. Exact,
+    # case-sensitive names; empty means the deny-list applies in full.
+    env_allow: frozenset[str] = field(default=frozenset())
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

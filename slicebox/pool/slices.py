@@ -6,7 +6,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
-class SliceShape(StrEnum):
+class SliceType(StrEnum):
+    """How a slice uses its device. (Not ``bench.slices.SliceShape``, a benchmark's
+    resource spelling; and not ``Slice.kind``, the device model.)"""
+
     WHOLE = "whole"
     MIG = "mig"
     FRACTION = "fraction"
@@ -17,7 +20,7 @@ class Slice:
     node: str
     device: int  # index of the device on its node
     kind: str
-    shape: SliceShape
+    shape: SliceType
     compute: float  # share of the card's compute: 1.0 whole, 3/7 for 3g.*, the fraction
     memory_gib: float  # memory the job may use on the card (a cap for a fraction)
     uuid: str  # what goes in CUDA_VISIBLE_DEVICES: GPU-… or MIG-… (planned MIG: placeholder)
@@ -25,9 +28,9 @@ class Slice:
     mig_start: int | None = None
 
     def describe(self) -> str:
-        if self.shape is SliceShape.WHOLE:
+        if self.shape is SliceType.WHOLE:
             return f"{self.node}/gpu{self.device} ({self.kind})"
-        if self.shape is SliceShape.MIG:
+        if self.shape is SliceType.MIG:
             return f"{self.node}/gpu{self.device} MIG {self.mig_profile}@{self.mig_start}"
         return (f"{self.node}/gpu{self.device} {self.compute:.0%} share, "
                 f"{self.memory_gib:g} GiB cap ({self.kind})")

@@ -9,11 +9,11 @@ GPUs), reported at 100 % and 130 % arrived, averaged over seeds.
 
 Each pod is one scheduling decision of the policy under test, on a snapshot that holds
 the arriving pod and every node's free resources (``snapshot.nodes``); placed pods are
-not in it because they can never move. The decision's hint, if any, goes to the live
-placement's ``search.find_hinted``; otherwise the live search places the pod
-(``find_whole`` / ``find_fraction`` / ``find_cpu`` on the ``PoolState``), which is what
-``Placer`` does for one job. Policies without hints (FIFO, SRTF, Tiresias, Gavel,
-Synergy) therefore give the live placer's default packing, one result for all of them.
+not in it because they can never move. The decision goes to the live placement round
+(``Placer.place`` with ``commit=True`` on one ``PoolState`` for the whole run), exactly
+as the controller and the simulator's engine place a job: the hint if it fits, else the
+placer's own search. Policies without hints (FIFO, SRTF, Tiresias, Gavel, Synergy)
+therefore give the live placer's default packing, one result for all of them.
 """
 
 from __future__ import annotations
@@ -26,18 +26,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from slicebox import policies
-from slicebox.placement import search
+from slicebox.placement.placer import Placer
 from slicebox.placement.state import PoolState
 from slicebox.policies.base import Policy
 from slicebox.policies.fragmentation import TargetWorkload
 from slicebox.pool.composition import Composition
 from slicebox.pool.kinds import get_kind
 from slicebox.pool.model import Pool
-from slicebox.pool.slices import SliceShape
+from slicebox.pool.slices import SliceType
 from slicebox.profiles.base import PeakRateEstimator
 from slicebox.sim.traces.model import TraceJob
-from slicebox.snapshot import Assignment, Capacity, ClusterSnapshot, JobView, NodeView
-from slicebox.spec.demand import Demand
+from slicebox.snapshot import Assignment, Capacity, ClusterSnapshot, Decision, JobView, NodeView
+from slicebox.spec.demand import Demand, Spread
 
 CHECKPOINTS = (1.0, 1.3)
 CPU_SCALE = 10  # cores in tenths: Alibaba asks milli-cores (3.152), rounding up invents shortage
@@ -107,14 +107,15 @@ class _Nodes:
                         self.memory[i])
 
     def take(self, comp: Composition, device_pos: dict[tuple[str, int], int]) -> None:
-        i = self.index[comp.node]
-        for s in comp.slices:
-            pos = device_pos[(comp.node, s.device)]
-            used = 1.0 if s.shape is SliceShape.WHOLE else s.compute
-            self.free[i][pos] = max(0.0, self.free[i][pos] - used)
-        self.cpus[i] -= len(comp.cores)
-        self.memory[i] -= comp.memory_gib
-        self.views[i] = self._view(i)
+        for part in comp.parts:
+            i = self.index[part.node]
+            for s in part.slices:
+                pos = device_pos[(part.node, s.device)]
+                used = 1.0 if s.shape is SliceType.WHOLE else s.compute
+                self.free[i][pos] = max(0.0, self.free[i][pos] - used)
+            self.cpus[i] -= len(part.cores)
+            self.memory[i] -= part.memory_gib
+            self.views[i] = self._view(i)
         self.tuple = None
 
     def snapshot_views(self) -> tuple[NodeView, ...]:
@@ -123,32 +124,12 @@ class _Nodes:
         return self.tuple
 
 
-def place(state: PoolState, job: JobView, want: Assignment, kinds: Sequence[str]
+def place(placer: Placer, state: PoolState, snapshot: ClusterSnapshot, want: Assignment
           ) -> Composition | None:
-    """One job on the live placement search: the hint if it fits, else the kinds in
-    order (``Placer._place`` for a single job)."""
-    demand = job.demand
-    cpus = want.cpus if want.cpus is not None else demand.cpus
-    memory = want.memory_gib if want.memory_gib is not None else demand.memory_gib
-    if want.kind is not None:
-        kinds = [want.kind]
-    if want.node is not None:
-        count = 0 if demand.fraction is None and want.gpus <= 0 else want.gpus
-        hinted = search.find_hinted(state, job.id, want.node, want.devices, kinds, count,
-                                    demand.fraction, cpus, memory, demand.gpu_memory_gib)
-        if hinted is not None:
-            return hinted
-    if demand.fraction is None and demand.gpus <= 0:
-        result = search.find_cpu(state, job.id, cpus, memory)
-        return None if isinstance(result, str) else result
-    for kind in kinds:
-        if demand.fraction is not None:
-            result = search.find_fraction(state, job.id, kind, demand.fraction, cpus, memory)
-        else:
-            result = search.find_whole(state, job.id, kind, demand.gpus, cpus, memory)
-        if not isinstance(result, str):
-            return result
-    return None
+    """One pod through the live placement round (``Placer.place``, committed to
+    ``state``): the pod's hint if it fits, else the search the controller runs."""
+    plan = placer.place(state, snapshot, Decision((want,)), commit=True)
+    return plan.start[0] if plan.start else None
 
 
 def run_curve(pods: Sequence[TraceJob], pool: Pool, policy: Policy | str, seed: int,
@@ -174,8 +155,7 @@ def run_curve(pods: Sequence[TraceJob], pool: Pool, policy: Policy | str, seed: 
     nodes = _Nodes(pool)
     device_pos = {(n.name, d.index): pos for n in pool.nodes for pos, d in enumerate(n.devices)}
     profiles = PeakRateEstimator()
-    kinds = sorted(state.topo.kinds,
-                   key=lambda k: -profiles.rate("any", k, 1.0).samples_per_s)
+    placer = Placer(pool, profiles)
     total = dict(pool.gpu_counts())
     arrived = np.zeros(len(order))
     allocated = np.zeros(len(order))
@@ -188,10 +168,8 @@ def run_curve(pods: Sequence[TraceJob], pool: Pool, policy: Policy | str, seed: 
                                    profiles, None, nodes.snapshot_views())
         want = next((a for a in the_policy.decide(snapshot).run if a.job_id == job.id), None)
         if want is not None:
-            allowed = [k for k in kinds if not job.demand.kinds or k in job.demand.kinds]
-            comp = place(state, job, want, allowed)
+            comp = place(placer, state, snapshot, want)
             if comp is not None:
-                state.allocate(comp)
                 nodes.take(comp, device_pos)
                 held += pod.gpu_demand
                 placed += 1
@@ -204,9 +182,10 @@ def run_curve(pods: Sequence[TraceJob], pool: Pool, policy: Policy | str, seed: 
 
 def _view(pod: TraceJob, i: int) -> JobView:
     kinds = tuple(get_kind(k).name for k in pod.gpu_spec) if pod.gpu_spec else ()
+    # A pod lives on one node (Kubernetes), so it may not become a gang.
     demand = Demand(gpus=pod.num_gpus, max_gpus=pod.num_gpus, kinds=kinds,
                     fraction=pod.gpu_fraction, cpus=max(0, math.ceil(pod.cpus or 0)),
-                    memory_gib=pod.memory_gib or 0.0)
+                    memory_gib=pod.memory_gib or 0.0, spread=Spread.ONE_NODE)
     return JobView(pod.id, demand, float(i), workload="alibaba")
 
 

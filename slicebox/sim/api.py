@@ -20,14 +20,12 @@ from slicebox.pool.model import Pool
 from slicebox.sim import pools
 from slicebox.sim.engine import DEFAULT_ROUND_SECONDS, Engine, EngineOptions, Progress
 from slicebox.sim.job import SimJob
-from slicebox.sim.placer_engine import PlacerEngine
 from slicebox.sim.result import SimResult
 from slicebox.sim.speed import SpeedBook
 from slicebox.sim.traces import read_trace
 from slicebox.sim.traces.model import TraceJob
 from slicebox.sim.workloads import JobDefaults, build_jobs
 
-PLACEMENTS: dict[str, type[Engine]] = {"fast": Engine, "placer": PlacerEngine}
 TraceInput = str | os.PathLike[str] | Sequence[TraceJob] | Sequence[SimJob]
 
 
@@ -57,7 +55,7 @@ def simulate(trace: TraceInput, pool: Pool | str | os.PathLike[str],
              policy: str | Policy, *, round_seconds: float | None = None,
              progress: Progress | None = None, trace_format: str | None = None,
              skip_bad_lines: bool = False, staging: bool = True,
-             placement: str = "fast", defaults: JobDefaults | None = None,
+             defaults: JobDefaults | None = None,
              speeds: SpeedBook | None = None, options: EngineOptions | None = None
              ) -> SimResult:
     """Run ``policy`` on ``trace`` over ``pool`` and return what happened.
@@ -69,12 +67,9 @@ def simulate(trace: TraceInput, pool: Pool | str | os.PathLike[str],
     rounds (Gavel-style); a periodic policy (``policy.periodic``) gets 360 s rounds when
     none is given. ``progress(finished, total, simulated_seconds)`` is called about 200
     times. Bad trace lines raise ``TraceError`` unless ``skip_bad_lines``; the count of
-    skipped lines is in ``result.skipped_lines``. ``placement``: ``fast`` (the engine's
-    own index of free GPUs, which also places jobs larger than a node) or ``placer``
-    (``slicebox.placement.Placer`` every decision, as live; one node per job).
+    skipped lines is in ``result.skipped_lines``. Jobs are placed by the live system's
+    placement (``slicebox.placement``), the only placement there is.
     """
-    if placement not in PLACEMENTS:
-        raise ValueError(f"unknown placement {placement!r}; valid: {', '.join(PLACEMENTS)}")
     defaults = defaults or JobDefaults()
     the_pool = pools.resolve(pool)
     the_policy = policies.get(policy) if isinstance(policy, str) else policy
@@ -85,6 +80,6 @@ def simulate(trace: TraceInput, pool: Pool | str | os.PathLike[str],
         round_seconds = DEFAULT_ROUND_SECONDS
     opts = options or EngineOptions()
     opts = replace(opts, round_seconds=round_seconds, staging=staging and opts.staging)
-    engine = PLACEMENTS[placement](jobs, the_pool, the_policy, book, opts, progress, name)
+    engine = Engine(jobs, the_pool, the_policy, book, opts, progress, name)
     result = engine.run()
     return replace(result, skipped_lines=skipped) if skipped else result

@@ -20,10 +20,18 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 from collections.abc import Callable
 from typing import Any
 
-from slicebox.pool.files import load_pool, parse_pool
+from slicebox.errors import InputError
+from slicebox.pool.files import (
+    MAX_POOL_GPUS,
+    MAX_POOL_NODES,
+    PoolFileError,
+    load_pool,
+    parse_pool,
+)
 from slicebox.pool.model import Pool
 
 NETWORK = {"name": "datasets", "path": "/datasets", "tier": "network", "capacity_gib": 1e6,
@@ -67,8 +75,9 @@ def gavel_cluster(v100: int = 8, p100: int = 16, k80: int = 24) -> Pool:
 
 
 def philly_pool(gpus: int = 2000, kind: str = "P100") -> Pool:
-    if gpus % 8:
-        raise ValueError(f"philly-<N>: N must be a multiple of 8 GPUs, got {gpus}")
+    if gpus % 8 or not 8 <= gpus <= MAX_POOL_GPUS:
+        raise InputError(f"philly-<N>: N must be a multiple of 8 GPUs in 8..{MAX_POOL_GPUS}, "
+                         f"got {gpus}")
     node = _node("server", gpus // 8, kind, 8, 24, 500, 2000)
     return parse_pool({"name": f"philly-{gpus}", "nodes": [node],
                        "shared_volumes": [NETWORK]}, "philly preset")
@@ -84,6 +93,9 @@ def alibaba_pool(path: str | os.PathLike[str] | None = None, gpu_only: bool = Tr
 
     source = path or traces.trace_path("alibaba-gpu-2023/openb_node_list_gpu_node.csv")
     nodes = traces.read_alibaba_nodes(source).nodes
+    if len(nodes) > MAX_POOL_NODES:  # refused before a model is built for each
+        raise PoolFileError(f"{source}: {len(nodes):,} nodes; a pool may have at most "
+                            f"{MAX_POOL_NODES:,}")
     models = []
     for node in nodes:
         if gpu_only and not node.gpus:
@@ -111,12 +123,17 @@ def resolve(spec: Pool | str | os.PathLike[str]) -> Pool:
     text = os.fspath(spec)
     if text in PRESETS:
         return PRESETS[text]()
-    if text.startswith("philly-") and text[len("philly-"):].isdigit():
-        return philly_pool(int(text[len("philly-"):]))
+    philly = re.fullmatch(r"philly-([0-9]{1,9})", text)
+    if philly:
+        return philly_pool(int(philly.group(1)))
     path = pathlib.Path(text)
     if path.suffix == ".csv":
         return alibaba_pool(path)
-    if path.exists():
+    try:
+        is_file = path.exists()
+    except OSError:  # a name too long for a path: load_pool says so in one line
+        is_file = True
+    if is_file:
         return load_pool(path)
-    raise ValueError(f"unknown pool {text!r}: give a pool file, a node list (.csv) or one of "
-                     f"{', '.join(sorted(PRESETS))}, philly-<N>")
+    raise InputError(f"unknown pool {text[:200]!r}: give a pool file, a node list (.csv) or "
+                     f"one of {', '.join(sorted(PRESETS))}, philly-<N>")

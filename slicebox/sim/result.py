@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,7 +12,10 @@ from slicebox.sim import metrics
 
 
 @dataclass(frozen=True, slots=True)
-class JobRecord:
+class SimJobOutcome:
+    """What happened to one simulated job (not the store's ``JobRecord``: this one is
+    never persisted, it is the simulator's per-job result)."""
+
     id: str
     workload: str
     arrival: float
@@ -67,7 +71,7 @@ class SimResult:
     pool: str
     total_gpus: float
     trace: str
-    jobs: tuple[JobRecord, ...]
+    jobs: tuple[SimJobOutcome, ...]
     timeline: Timeline
     round_seconds: float | None = None
     decisions: int = 0
@@ -77,11 +81,14 @@ class SimResult:
     events: int = 0
     skipped_lines: int = 0
     notes: tuple[str, ...] = field(default=())
+    # Times a job the policy chose was left waiting, by the field placement's NoFit named
+    # ("gpus", "cpus", "memory_gib", "order", ...).
+    not_placed: Mapping[str, int] = field(default_factory=dict)
 
     @functools.cached_property
     def metrics(self) -> metrics.Metrics:
         return metrics.summarize(self)
 
     @property
-    def unfinished(self) -> tuple[JobRecord, ...]:
+    def unfinished(self) -> tuple[SimJobOutcome, ...]:
         return tuple(j for j in self.jobs if not j.finished)

@@ -7,8 +7,29 @@ trace records, so policies and placement never know where a job came from.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from slicebox.spec.job import JobSpec
+
+
+class Spread(StrEnum):
+    """How a job may spread over nodes, after Ray's placement-group strategies.
+
+    * ``ONE_NODE`` (Ray ``STRICT_PACK``): every GPU, core and byte on one node; a job
+      larger than every node never fits.
+    * ``PACK`` (Ray ``PACK``, Ray's default and ours): the fewest nodes. One node when
+      one has room now; else whole free nodes first (the best-connected ones), then the
+      tightest node for the remainder, then the largest partly free nodes.
+    * ``SPREAD`` (Ray ``SPREAD``): one GPU per node, over as many nodes as have room
+      (most free first); more than one per node only when fewer nodes have room.
+
+    Placement is all or nothing (a gang) for every strategy. Shares and MIG instances are
+    one GPU: always one node. A CPU-only job runs on one node.
+    """
+
+    ONE_NODE = "one_node"
+    PACK = "pack"
+    SPREAD = "spread"
 
 
 @dataclass(frozen=True)
@@ -30,6 +51,7 @@ class Demand:
     mig: str | None = None  # MIG profile name
     cpus: int = 1
     memory_gib: float = 1.0
+    spread: Spread = Spread.PACK
 
     @property
     def shared(self) -> bool:
@@ -50,4 +72,4 @@ class Demand:
         res = spec.resources
         return cls(gpus=res.min_gpus, max_gpus=res.max_gpus, kinds=res.gpu_kinds,
                    gpu_memory_gib=res.gpu_memory_gib, fraction=res.fraction, mig=res.mig,
-                   cpus=res.cpus, memory_gib=res.memory_gib)
+                   cpus=res.cpus, memory_gib=res.memory_gib, spread=Spread(res.spread))

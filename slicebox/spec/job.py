@@ -1,8 +1,13 @@
 """The job spec: what a user asks for, validated field by field (pydantic at the edge).
 
 Everything here is untrusted input. Unknown fields are errors (a misspelt field must not
-silently fall back to a default), and the command is an argv list that is never given to
-a shell.
+silently fall back to a default), types are strict (``cpus: true`` and ``cpus: "1"`` are
+errors, not 1), numbers are finite and bounded, and every string can reach ``execve``
+(no NUL, no surrogate; see ``spec.fields``). The command is an argv list that is never
+given to a shell.
+
+What depends on the machine or the pool (the program exists, the dataset is a real file,
+the environment names the pool allows) is checked by admission (``store.admission``).
 """
 
 from __future__ import annotations
@@ -22,20 +27,32 @@ from pydantic import (
     model_validator,
 )
 
+from slicebox.errors import InputError
 from slicebox.pool.kinds import get_kind
-from slicebox.untrusted import describe, read_yaml
+from slicebox.spec.fields import (
+    MAX_EXEC_BYTES,
+    Arg,
+    PathText,
+    Sequence,
+    Text,
+    encoded_size,
+)
+from slicebox.untrusted import describe, read_yaml, shown
 
 MAX_SPEC_BYTES = 256 * 1024  # a job file is a few hundred bytes; anything huge is a mistake
 SHELL_METACHARACTERS = re.compile(r"[|&;<>()$`\\\"'*?\[\]~{}\n]")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
+MAX_SIZE_GIB = float(1 << 20)  # 1 PiB: a bound, so that no size is 1e308
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A job spec was rejected; the message names the field and the reason."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: no coercion (true is not 1, "1" is not 1); allow_inf_nan: sizes are finite.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ElasticGpus(_Strict):
@@ -51,12 +68,29 @@ class ElasticGpus(_Strict):
 
 class Resources(_Strict):
     gpus: int | ElasticGpus = Field(0, description="GPU count, or {min, max} for an elastic job")
-    gpu_kinds: tuple[str, ...] = Field((), description="allowed device kinds; empty = any")
-    gpu_memory_gib: float | None = Field(None, gt=0, description="memory needed on each GPU")
+    gpu_kinds: Annotated[tuple[Text, ...], Sequence] = Field(
+        (), strict=False, max_length=64, description="allowed device kinds; empty = any")
+    gpu_memory_gib: float | None = Field(None, gt=0, le=4096,
+                                         description="memory needed on each GPU")
     fraction: float | None = Field(None, gt=0, lt=1, description="share of one GPU's compute")
-    mig: str | None = Field(None, description="MIG profile, e.g. 3g.40gb")
+    mig: Text | None = Field(None, description="MIG profile, e.g. 3g.40gb")
     cpus: int = Field(1, ge=1, le=4096)
     memory_gib: float = Field(1.0, gt=0, le=65536)
+    spread: Literal["one_node", "pack", "spread"] = Field(
+        "pack", description="how GPUs may spread over nodes (Ray's STRICT_PACK, PACK, SPREAD)")
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _count_or_range(cls, value: object) -> object:
+        # One clear message instead of one per member of the union.
+        if isinstance(value, dict):
+            try:
+                return ElasticGpus.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(describe(exc)) from None
+        if isinstance(value, bool) or not isinstance(value, int | ElasticGpus):
+            raise ValueError(f"must be a GPU count or {{min, max}}, got {type(value).__name__}")
+        return value
 
     @field_validator("gpus")
     @classmethod
@@ -73,7 +107,7 @@ class Resources(_Strict):
             try:
                 names.append(get_kind(name).name)
             except KeyError as exc:
-                raise ValueError(exc.args[0]) from None
+                raise ValueError(shown(exc.args[0], 300)) from None
         return tuple(names)
 
     @model_validator(mode="after")
@@ -82,8 +116,9 @@ class Resources(_Strict):
             raise ValueError("give either fraction or mig, not both")
         if (self.fraction is not None or self.mig is not None) and self.max_gpus != 1:
             raise ValueError("fraction and mig apply to exactly one GPU: set gpus: 1")
-        if self.mig is not None and not re.fullmatch(r"[1-7]g\.\d+gb", self.mig):
-            raise ValueError(f"mig profile {self.mig!r} is not of the form <N>g.<M>gb")
+        if self.mig is not None and not re.fullmatch(r"[1-7]g\.\d{1,4}gb", self.mig):
+            raise ValueError(f"mig profile {shown(self.mig, 40)!r} is not of the form "
+                             "<N>g.<M>gb")
         return self
 
     @property
@@ -96,9 +131,10 @@ class Resources(_Strict):
 
 
 class Dataset(_Strict):
-    path: str | None = Field(None, description="file or folder with the job's data")
+    path: PathText | None = Field(None, description="file or folder with the job's data")
     name: str | None = Field(None, pattern=NAME_PATTERN, description="cache key; default: path")
-    size_gib: float | None = Field(None, ge=0)
+    size_gib: float | None = Field(None, ge=0, le=MAX_SIZE_GIB, description=(
+        "size of a dataset known only by name; a path's size is measured at submit"))
 
     @model_validator(mode="after")
     def _something(self) -> Dataset:
@@ -112,8 +148,8 @@ class Dataset(_Strict):
 
 
 class Checkpoint(_Strict):
-    signal: str = "SIGTERM"
-    path: str | None = None
+    signal: Text = "SIGTERM"
+    path: PathText | None = None
     grace_seconds: float = Field(10.0, ge=0, le=3600)
 
     @field_validator("signal")
@@ -121,28 +157,33 @@ class Checkpoint(_Strict):
     def _signal(cls, value: str) -> str:
         name = value.upper() if value.upper().startswith("SIG") else "SIG" + value.upper()
         if not hasattr(signal.Signals, name) or name in ("SIGKILL", "SIGSTOP"):
-            raise ValueError(f"{value!r} is not a catchable signal name (e.g. SIGTERM, SIGUSR1)")
+            raise ValueError(f"{shown(value, 40)!r} is not a catchable signal name (e.g. "
+                             "SIGTERM, SIGUSR1)")
         return name
 
 
 class JobSpec(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
-    command: tuple[str, ...] = Field(min_length=1, description="argv; never run through a shell")
-    env: dict[str, str] = Field(default_factory=dict)
-    workdir: str | None = None
-    workload: str | None = Field(None, description="job class for profiles; default: the name")
-    resources: Resources = Field(default_factory=Resources)
+    command: Annotated[tuple[Arg, ...], Sequence] = Field(
+        min_length=1, max_length=4096, strict=False,
+        description="argv; never run through a shell")
+    env: dict[Text, Arg] = Field(default_factory=dict, max_length=1024)
+    workdir: PathText | None = None
+    workload: Text | None = Field(None, description="job class for profiles; default: the name")
+    resources: Resources = Field(default_factory=lambda: Resources.model_validate({}))
     dataset: Dataset | None = None
     precision: Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8"] = "fp32"
     sparsity: Literal["dense", "2:4"] = "dense"
     priority: int = Field(0, ge=-1000, le=1000)
-    checkpoint: Checkpoint = Field(default_factory=Checkpoint)
+    checkpoint: Checkpoint = Field(default_factory=lambda: Checkpoint.model_validate({}))
     time_limit_seconds: float | None = Field(None, gt=0, le=30 * 24 * 3600)
 
     @field_validator("command", mode="before")
     @classmethod
     def _argv(cls, value: object) -> object:
         if isinstance(value, str):
+            if len(value) > MAX_EXEC_BYTES:
+                raise ValueError(f"is {len(value)} characters long; at most {MAX_EXEC_BYTES}")
             bad = SHELL_METACHARACTERS.search(value)
             if bad:
                 raise ValueError(
@@ -154,8 +195,6 @@ class JobSpec(_Strict):
     @field_validator("command")
     @classmethod
     def _argv_items(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if any("\x00" in arg for arg in value):
-            raise ValueError("an argument contains a NUL byte")
         if not value[0].strip():
             raise ValueError("the program name is empty")
         return value
@@ -164,11 +203,22 @@ class JobSpec(_Strict):
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-                raise ValueError(f"{key!r} is not a valid environment variable name")
+            if not ENV_NAME.fullmatch(key):
+                raise ValueError(f"{shown(key, 60)!r} is not a valid environment variable name "
+                                 "(letters, digits and _, not starting with a digit)")
             if key.startswith("SLICEBOX_") or key in ("CUDA_VISIBLE_DEVICES",):
                 raise ValueError(f"{key} is set by Slicebox from the composition")
         return value
+
+    @model_validator(mode="after")
+    def _fits_exec(self) -> JobSpec:
+        # execve fails with E2BIG past ARG_MAX: refuse now what could never start.
+        size = sum(encoded_size(arg) + 1 for arg in self.command) + sum(
+            encoded_size(k) + encoded_size(v) + 2 for k, v in self.env.items())
+        if size > MAX_EXEC_BYTES:
+            raise ValueError(f"command and env are {size} bytes together; at most "
+                             f"{MAX_EXEC_BYTES}")
+        return self
 
     @property
     def workload_class(self) -> str:
@@ -183,9 +233,12 @@ def parse_spec(data: object, source: str = "job spec") -> JobSpec:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(f"{source}: {describe(exc)}") from None
+    except RecursionError:  # data built in Python, not read by read_yaml (which bounds depth)
+        raise SpecError(f"{source}: nested too deeply") from None
 
 
 def load_spec(path: str | Path) -> JobSpec:
     """Read a job YAML file, refusing unreadable, huge or non-YAML files with a clear reason."""
     path = Path(path)
-    return parse_spec(read_yaml(path, MAX_SPEC_BYTES, "a job spec", SpecError), str(path))
+    data = read_yaml(path, MAX_SPEC_BYTES, "a job spec", SpecError)
+    return parse_spec(data, shown(path, 200))

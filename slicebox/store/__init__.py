@@ -16,10 +16,17 @@ from slicebox.store.records import (
     UtilisationPoint,
 )
 from slicebox.store.store import Store
-from slicebox.store.transitions import LEGAL, IllegalTransition, StoreError, UnknownJob
+from slicebox.store.transitions import (
+    LEGAL,
+    IllegalTransition,
+    StoreCorrupt,
+    StoreError,
+    StoreUnavailable,
+    UnknownJob,
+)
 
 __all__ = [
     "LEGAL", "CompositionRecord", "DatasetRecord", "EventRecord", "IllegalTransition",
     "JobRecord", "Lease", "LeaseHeld", "LeaseLost", "ProgressSample", "StopRequest", "Store",
-    "StoreError", "UnknownJob", "UtilisationPoint",
+    "StoreCorrupt", "StoreError", "StoreUnavailable", "UnknownJob", "UtilisationPoint",
 ]

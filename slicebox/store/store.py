@@ -7,19 +7,22 @@ written together or not at all, so the event log is always the job's true histor
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from slicebox.pool.composition import Composition
 from slicebox.snapshot import JobState
 from slicebox.spec.job import JobSpec
-from slicebox.store import history, leases, transitions
+from slicebox.store import history, integrity, leases, transitions
 from slicebox.store.codec import composition_from_json, composition_to_json
 from slicebox.store.engine import DEFAULT_STATE_DIR, make_engine, sqlite_url
 from slicebox.store.records import (
@@ -41,7 +44,13 @@ from slicebox.store.schema import (
     KeyValueRow,
     ProgressRow,
 )
-from slicebox.store.transitions import IllegalTransition, StoreError, UnknownJob
+from slicebox.store.transitions import (
+    IllegalTransition,
+    StoreCorrupt,
+    StoreError,
+    StoreUnavailable,
+    UnknownJob,
+)
 
 ACTIVE = (JobState.STAGING, JobState.RUNNING)
 WAITING = (JobState.QUEUED, JobState.PREEMPTED)
@@ -55,8 +64,32 @@ class Store:
         self.url = url
         self.state_dir = state_dir
         self._clock = clock
+        self._where = str(state_dir / "slicebox.db") if state_dir else url.split("@")[-1]
         self._engine = make_engine(url)
-        Base.metadata.create_all(self._engine)
+        try:
+            if url.startswith("sqlite"):
+                raw = self._engine.raw_connection()
+                try:
+                    connection = raw.driver_connection
+                    assert isinstance(connection, sqlite3.Connection)
+                    integrity.quick_check(connection, self._where)
+                finally:
+                    raw.close()
+            Base.metadata.create_all(self._engine)
+        except OperationalError as exc:
+            self._engine.dispose()
+            raise StoreUnavailable(f"{self._where}: {_first_line(exc.orig)}") from None
+        except DatabaseError as exc:
+            self._engine.dispose()
+            raise StoreCorrupt(f"{self._where}: {_first_line(exc.orig)}; "
+                               f"{integrity.CHECK_HINT}") from None
+        except sqlite3.DatabaseError as exc:  # raised in the connect hook, unwrapped
+            self._engine.dispose()
+            raise StoreCorrupt(f"{self._where}: {_first_line(exc)}; "
+                               f"{integrity.CHECK_HINT}") from None
+        except StoreError:
+            self._engine.dispose()
+            raise
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     @classmethod
@@ -68,6 +101,8 @@ class Store:
             return cls(str(state), None, clock)
         state_dir = Path(state or DEFAULT_STATE_DIR).expanduser().resolve()
         state_dir.mkdir(parents=True, exist_ok=True)
+        # Before SQLite creates an empty database over a lost one.
+        integrity.refuse_lost_database(state_dir)
         return cls(sqlite_url(state_dir), state_dir, clock)
 
     def close(self) -> None:
@@ -75,8 +110,17 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            yield session
+        # Database failures become one-line store errors; a raw driver traceback would
+        # tell the user nothing they can act on.
+        try:
+            with self._sessions.begin() as session:
+                yield session
+        except OperationalError as exc:
+            raise StoreUnavailable(f"{self._where}: {_first_line(exc.orig)} (is the disk "
+                                   "full, or another process holding it?)") from exc
+        except DatabaseError as exc:
+            raise StoreCorrupt(f"{self._where}: {_first_line(exc.orig)}; "
+                               f"{integrity.CHECK_HINT}") from exc
 
     # ---- jobs -------------------------------------------------------------------------
 
@@ -100,7 +144,7 @@ class Store:
 
     def job(self, job_id: str) -> JobRecord:
         with self._tx() as s:
-            return _record(_row(s, job_id))
+            return self._out(s, _row(s, job_id))
 
     def find(self, ref: str) -> JobRecord:
         """A job by id, unique id prefix, or unique name (what a CLI user types)."""
@@ -116,15 +160,50 @@ class Store:
                 if not rows:
                     raise UnknownJob(f"no job {ref!r}")
                 row = rows[0]
-            return _record(row)
+            return self._out(s, row)
 
     def jobs(self, states: Iterable[JobState] | None = None) -> list[JobRecord]:
-        """Jobs in submission order, optionally only those in ``states``."""
-        query = select(JobRow).order_by(JobRow.submitted_at, JobRow.id)
+        """Jobs in submission order, optionally only those in ``states``.
+
+        Specs are read and parsed once per job, not once per call: the controller asks
+        for every waiting job each round, and thousands of them wait."""
+        query = select(*_WITHOUT_SPEC).order_by(JobRow.submitted_at, JobRow.id)
         if states is not None:
             query = query.where(JobRow.state.in_([JobState(s).value for s in states]))
         with self._tx() as s:
-            return [_record(r) for r in s.scalars(query)]
+            rows = s.execute(query).all()
+            unparsed = [r.id for r in rows if (r.id, r.submitted_at) not in _SPECS]
+            raw: dict[str, Any] = {}
+            for start in range(0, len(unparsed), 500):  # SQLite caps bound parameters
+                chunk = unparsed[start:start + 500]
+                for job_id, data in s.execute(select(JobRow.id, JobRow.spec)
+                                              .where(JobRow.id.in_(chunk))):
+                    raw[job_id] = data
+            out = []
+            for r in rows:
+                spec = _SPECS.get((r.id, r.submitted_at))
+                if spec is None:
+                    spec, error = _parse_spec(r.id, r.submitted_at, r.name, raw.get(r.id))
+                    if error is not None:
+                        out.append(self._out(s, _row(s, r.id)))  # fails it, with the reason
+                        continue
+                # A plain namespace: a result row's attribute lookups cost more than the
+                # record they build, thousands of times a round.
+                out.append(_record(SimpleNamespace(**r._asdict()), spec))
+            return out
+
+    def count_by_state(self) -> dict[JobState, int]:
+        """How many jobs are in each state (one cheap query)."""
+        query = select(JobRow.state, func.count()).group_by(JobRow.state)
+        with self._tx() as s:
+            return {JobState(state): int(n) for state, n in s.execute(query)}
+
+    def last_event_id(self) -> int:
+        """The newest event's id. Every change that matters to scheduling (a submit, a
+        state change, a cancel, a staged copy, a new wait reason) writes an event, so an
+        unchanged id means nothing to decide anew."""
+        with self._tx() as s:
+            return int(s.execute(select(func.max(EventRow.id))).scalar() or 0)
 
     def transition(self, job_id: str, to_state: JobState, reason: str, *,
                    expect: JobState | None = None, exit_code: int | None = None,
@@ -143,7 +222,7 @@ class Store:
                 row.exit_code = exit_code
                 details.setdefault("exit_code", exit_code)
             self._move(s, row, to_state, reason, details)
-            return _record(row)
+            return self._out(s, row)
 
     def start(self, job_id: str, to_state: JobState, composition: Composition, reason: str,
               controller_id: str | None = None) -> JobRecord:
@@ -158,26 +237,26 @@ class Store:
             now = self._clock()
             row.attempt += 1
             row.composition = composition_to_json(composition)
-            row.node = composition.node
+            row.node = ",".join(composition.nodes)
             row.controller_id = controller_id
             row.exit_code = None
             row.pid = row.pid_start_time = row.started_at = None
             row.log_offset = 0
             row.reported_at = None
-            s.add(CompositionRow(job_id=job_id, attempt=row.attempt, node=composition.node,
+            s.add(CompositionRow(job_id=job_id, attempt=row.attempt, node=row.node,
                                  composition=row.composition, gpu_share=composition.gpu_share,
-                                 cores=len(composition.cores),
+                                 cores=composition.core_count,
                                  memory_gib=composition.memory_gib, started_at=now))
             self._move(s, row, to_state, reason,
                        {"attempt": row.attempt, "composition": composition.describe()})
-            return _record(row)
+            return self._out(s, row)
 
     def set_composition(self, job_id: str, composition: Composition) -> None:
         """Replace the composition of the current attempt (e.g. once data is staged)."""
         with self._tx() as s:
             row = _row(s, job_id)
             row.composition = composition_to_json(composition)
-            row.node = composition.node
+            row.node = ",".join(composition.nodes)
             current = _open_attempt(s, job_id, row.attempt)
             if current is not None:
                 current.composition = row.composition
@@ -212,7 +291,7 @@ class Store:
             s.add(EventRow(job_id=job_id, time=now, from_state=row.state, kind="stopping",
                            reason=reason, details={"to": to_state.value,
                                                    "grace_seconds": grace_seconds}))
-            return _record(row)
+            return self._out(s, row)
 
     def request_cancel(self, job_id: str, reason: str = "cancelled by user") -> JobRecord:
         """Cancel: a waiting job at once; an active one is flagged for its controller to stop
@@ -229,7 +308,7 @@ class Store:
                 row.cancel_requested = True
                 s.add(EventRow(job_id=job_id, time=self._clock(), from_state=row.state,
                                kind="cancel-requested", reason=reason, details={}))
-            return _record(row)
+            return self._out(s, row)
 
     def note(self, job_id: str, kind: str, reason: str, **details: Any) -> None:
         """An event that is not a state change (staged, reused, waiting, adopted...)."""
@@ -346,13 +425,23 @@ class Store:
         """Attempts that held one core at the same time: the proof that none did."""
         return history.core_conflicts(self.composition_history())
 
-    def attained_gpu_seconds(self, now: float) -> dict[str, float]:
-        """Service each job has had so far (what least-attained-service policies rank by)."""
+    def attained_gpu_seconds(self, now: float,
+                             job_ids: Iterable[str] | None = None) -> dict[str, float]:
+        """Service each job has had so far (what least-attained-service policies rank by);
+        only ``job_ids`` when given (the controller asks for the jobs it schedules, so the
+        cost follows them, not the whole history)."""
+        columns = (CompositionRow.job_id, CompositionRow.gpu_share, CompositionRow.started_at,
+                   CompositionRow.ended_at)
+        wanted = None if job_ids is None else list(job_ids)
+        queries = [select(*columns)] if wanted is None else [
+            select(*columns).where(CompositionRow.job_id.in_(wanted[i:i + 500]))
+            for i in range(0, len(wanted), 500)]
         totals: dict[str, float] = {}
-        for rec in self.composition_history():
-            end = rec.ended_at if rec.ended_at is not None else now
-            totals[rec.job_id] = (totals.get(rec.job_id, 0.0)
-                                  + rec.composition.gpu_share * max(end - rec.started_at, 0.0))
+        with self._tx() as s:
+            for query in queries:
+                for job_id, share, started, ended in s.execute(query):
+                    end = ended if ended is not None else now
+                    totals[job_id] = totals.get(job_id, 0.0) + share * max(end - started, 0.0)
         return totals
 
     # ---- small settings -----------------------------------------------------------------
@@ -395,12 +484,59 @@ class Store:
         with self._tx() as s:
             return leases.current(s)
 
+    def requeue(self, job_id: str, reason: str, queued_reason: str = "requeued") -> JobRecord:
+        """An active job whose attempt ended without it finishing goes back to the queue
+        (preempted, then queued, in one transaction), unless a cancel was asked for: then
+        it ends cancelled, so a cancel is never lost to a requeue."""
+        with self._tx() as s:
+            row = _row(s, job_id)
+            self._move(s, row, JobState.PREEMPTED, reason, {})
+            if row.state == JobState.PREEMPTED.value:
+                self._move(s, row, JobState.QUEUED, queued_reason, {})
+            return self._out(s, row)
+
+    def set_reasons(self, reasons: dict[str, str], kind: str = "waiting",
+                    only: Iterable[JobState] = WAITING) -> int:
+        """``set_reason`` for many jobs in one transaction (the controller's waiting list
+        every round); jobs no longer in ``only`` are left alone. How many changed."""
+        if not reasons:
+            return 0
+        allowed = [JobState(x).value for x in only]
+        changed = 0
+        with self._tx() as s:
+            now = self._clock()
+            ids = list(reasons)
+            for start in range(0, len(ids), 500):  # SQLite caps bound parameters
+                query = select(JobRow).where(JobRow.id.in_(ids[start:start + 500]),
+                                             JobRow.state.in_(allowed))
+                for row in s.scalars(query):
+                    reason = reasons[row.id]
+                    if row.reason != reason:
+                        row.reason = reason
+                        s.add(EventRow(job_id=row.id, time=now, from_state=row.state,
+                                       kind=kind, reason=reason, details={}))
+                        changed += 1
+        return changed
+
     # ---- internals --------------------------------------------------------------------
+
+    def _out(self, s: Session, row: JobRow) -> JobRecord:
+        """The record of a row. A stored spec that no longer reads (written by an older
+        version, or behind admission's back) fails that job, with the reason, instead of
+        failing every read of the store."""
+        spec, error = _spec_of(row)
+        if error is not None and not JobState(row.state).terminal:
+            self._move(s, row, JobState.FAILED, f"stored job spec is invalid: {error}", {})
+        return _record(row, spec)
+
 
     def _move(self, s: Session, row: JobRow, to_state: JobState, reason: str,
               details: dict[str, Any]) -> None:
         """The one place a state changes, keeping the bookkeeping invariants together."""
         current = JobState(row.state)
+        if current.active and to_state is JobState.PREEMPTED and row.cancel_requested:
+            # Cancelled while being stopped or requeued: the user's cancel wins.
+            to_state, reason = JobState.CANCELLED, f"cancelled by user ({reason})"
         transitions.check(row.id, current, to_state)
         now = self._clock()
         if to_state is JobState.RUNNING:
@@ -448,13 +584,49 @@ def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
                 else str(v)) for k, v in details.items()}
 
 
-def _record(row: JobRow) -> JobRecord:
+_SPECS: dict[tuple[str, float], JobSpec] = {}  # a spec never changes once submitted
+_SPEC_CACHE_SIZE = 50_000
+
+
+def _first_line(error: object) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+_WITHOUT_SPEC = [c for c in JobRow.__table__.columns if c.name != "spec"]
+
+
+def _spec_of(row: JobRow) -> tuple[JobSpec, str | None]:
+    return _parse_spec(row.id, row.submitted_at, row.name, row.spec)
+
+
+def _parse_spec(job_id: str, submitted_at: float, name: str | None,
+                data: Any) -> tuple[JobSpec, str | None]:
+    """A job's spec, parsed once per job (parsing thousands per round is the cost that
+    grew with the queue); a placeholder and the reason when it does not validate."""
+    key = (job_id, submitted_at)
+    spec = _SPECS.get(key)
+    if spec is not None:
+        return spec, None
+    try:
+        spec = JobSpec.model_validate(data)
+    except Exception as exc:  # noqa: BLE001 - any stored junk; the reason is kept
+        label = str(name or "?")
+        placeholder = JobSpec.model_construct(name=label, command=(label,))
+        return placeholder, _first_line(exc)[:300]
+    if len(_SPECS) >= _SPEC_CACHE_SIZE:
+        _SPECS.clear()
+    _SPECS[key] = spec
+    return spec, None
+
+
+def _record(row: Any, spec: JobSpec) -> JobRecord:
+    """``row``: an ORM row or a result row with the same column names."""
     stop = None
     if row.stop_to_state is not None:
         stop = StopRequest(JobState(row.stop_to_state), row.stop_reason or "",
                            row.stop_requested_at, row.stop_deadline)
     return JobRecord(
-        id=row.id, name=row.name, spec=JobSpec.model_validate(row.spec),
+        id=row.id, name=row.name, spec=spec,
         state=JobState(row.state), reason=row.reason, priority=row.priority,
         submitted_at=row.submitted_at, workdir=row.workdir,
         dataset_size_gib=row.dataset_size_gib, started_at=row.started_at,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from slicebox.errors import SliceboxError
 from slicebox.snapshot import JobState
 
 Q, ST, R = JobState.QUEUED, JobState.STAGING, JobState.RUNNING
@@ -20,11 +21,21 @@ LEGAL: dict[JobState, frozenset[JobState]] = {
 }
 
 
-class StoreError(Exception):
+class StoreError(SliceboxError):
     """Base of the store's own errors."""
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or written now (locked, disk full, I/O error)."""
+
+
+class StoreCorrupt(StoreError):
+    """The database is damaged, missing where jobs existed, or not a database at all."""
+
+
 class UnknownJob(StoreError, KeyError):
+    exit_code = 2  # the user named a job that is not there: bad input
+
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else "unknown job"
 

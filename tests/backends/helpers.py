@@ -11,7 +11,7 @@ from pathlib import Path
 from slicebox.backends.base import BackendEvent, Exited
 from slicebox.backends.local import LocalBackend
 from slicebox.pool.composition import Composition
-from slicebox.pool.slices import Slice, SliceShape
+from slicebox.pool.slices import Slice, SliceType
 from slicebox.snapshot import JobState
 from slicebox.spec import parse_spec
 from slicebox.store import JobRecord, Store
@@ -28,8 +28,8 @@ def composition(job_id: str, cores: tuple[int, ...] = CORES[-1:], memory_gib: fl
                 gpu_uuid: str | None = None, data: str | None = None) -> Composition:
     slices = ()
     if gpu_uuid is not None:  # a card that is not here: only its UUID reaches the job
-        slices = (Slice("local", 0, "H100", SliceShape.FRACTION, 0.5, 40.0, gpu_uuid),)
-    return Composition(job_id, "local", slices, cores, memory_gib, (0,), data)
+        slices = (Slice("local", 0, "H100", SliceType.FRACTION, 0.5, 40.0, gpu_uuid),)
+    return Composition.on_node(job_id, "local", slices, cores, memory_gib, (0,), data)
 
 
 def started_job(store: Store, comp_for: Callable[[str], Composition], argv: list[str],

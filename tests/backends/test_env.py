@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from slicebox.backends.env import job_environment
 from slicebox.pool.composition import Composition
-from slicebox.pool.slices import Slice, SliceShape
+from slicebox.pool.slices import Slice, SliceType
 from slicebox.spec import parse_spec
 
 
 def test_a_fractional_share_carries_its_caps_and_nothing_leaks_from_the_controller():
-    share = Slice("n0", 3, "H100", SliceShape.FRACTION, 0.5, 20.0, "GPU-aaaa")
-    comp = Composition("j1", "n0", (share,), (8, 9, 10), 16.0, (0,), "/fast/digits")
+    share = Slice("n0", 3, "H100", SliceType.FRACTION, 0.5, 20.0, "GPU-aaaa")
+    comp = Composition.on_node("j1", "n0", (share,), (8, 9, 10), 16.0, (0,), "/fast/digits")
     spec = parse_spec({"name": "t", "command": ["python3", "train.py"],
                        "env": {"OMP_NUM_THREADS": "1", "SEED": "3"},
                        "checkpoint": {"signal": "USR1", "path": "/ckpt"}})
@@ -31,7 +31,7 @@ def test_a_fractional_share_carries_its_caps_and_nothing_leaks_from_the_controll
 
 
 def test_a_cpu_job_sees_no_gpu_at_all():
-    comp = Composition("j2", "n0", (), (0,), 1.0)
+    comp = Composition.on_node("j2", "n0", (), (0,), 1.0)
     env = job_environment({}, "j2", 1, parse_spec({"name": "t", "command": ["true"]}), comp)
     assert env["CUDA_VISIBLE_DEVICES"] == "" and env["OMP_NUM_THREADS"] == "1"
     assert "SLICEBOX_DATA" not in env and "SLICEBOX_GPU_MEMORY_GIB" not in env

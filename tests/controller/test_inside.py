@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from slicebox.pool.slices import SliceShape
+from slicebox.pool.slices import SliceType
 
 from .helpers import GPU_UUID, Setup
 
@@ -35,9 +35,9 @@ def test_inside_the_process_equals_the_recorded_composition(tmp_path: Path):
     assert seen["job_id"] == job_id
     assert seen["affinity"] == list(comp.cores) and len(comp.cores) == 1
     assert seen["cuda_visible_devices"] == ",".join(s.uuid for s in comp.slices) == GPU_UUID
-    assert comp.slices[0].shape is SliceShape.WHOLE
+    assert comp.slices[0].shape is SliceType.WHOLE
     limit = int(comp.memory_gib * (1 << 30))
-    if seen["mechanism"].startswith("cgroup2:"):
+    if seen["mechanism"].startswith(("cgroup2:", "cgroup1:")):
         assert seen["cgroup_memory_max"] == limit
     else:
         assert seen["mechanism"] == "rlimit-data" and seen["rlimit_data"] == limit

@@ -18,8 +18,27 @@ def _rlimit(which: int) -> int | None:
     return None if soft == resource.RLIM_INFINITY else soft
 
 
+def _cgroup_v1(controller: str, name: str) -> str | None:
+    """A file of this process's own cgroup v1 ``controller`` (None: not in one)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, names, path = line.split(":", 2)
+        if controller in names.split(",") and path != "/":
+            try:
+                return Path("/sys/fs/cgroup", controller, path.lstrip("/"), name).read_text()
+            except OSError:
+                return None
+    return None
+
+
 def _cgroup_memory_max() -> int | None:
-    """memory.max of this process's own cgroup v2 (None: none, or "max")."""
+    """The memory cap of this process's own cgroup, v2 or v1 (None: none, or "max")."""
+    v1 = _cgroup_v1("memory", "memory.limit_in_bytes")
+    if v1 is not None:
+        return int(v1)
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
         mounts = Path("/proc/self/mounts").read_text().splitlines()

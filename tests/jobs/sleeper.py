@@ -9,6 +9,7 @@ SIGTERM writes a checkpoint marker and exits 0, unless ``--ignore-term``.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import sys
@@ -18,35 +19,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # slicebox.sdk from the checkout
 from slicebox.sdk import report  # noqa: E402
 
-
-def _alive(pid: int) -> bool:
-    """Running, not merely not yet reaped: a killed process stays a zombie until its
-    (new) parent collects it, and a zombie runs nothing."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
+_HELD: list[int] = []  # the lock's descriptor, open for the whole life of the process
 
 
 def _take_lock(lock: Path, violations: Path) -> None:
-    while True:
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                holder = int(lock.read_text() or "0")
-            except (OSError, ValueError):
-                holder = 0
-            if holder and _alive(holder):
-                with open(violations, "a") as out:
-                    out.write(f"{lock.stem}: {os.getpid()} while {holder} runs\n")
-                return
-            lock.unlink(missing_ok=True)  # left by a killed attempt
-            continue
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        return
+    """An exclusive ``flock`` on the lock file: the kernel drops it when the holder dies,
+    however it dies, and it works across pid namespaces (a pid would not: each job may
+    see only its own processes, with its own numbering)."""
+    fd = os.open(lock, os.O_CREAT | os.O_WRONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        with open(violations, "a") as out:
+            out.write(f"{lock.stem}: a second process while another holds the lock\n")
+    _HELD.append(fd)
 
 
 def main() -> None:

@@ -9,10 +9,10 @@ from slicebox.placement.search import PLANNED_MIG_PREFIX
 from slicebox.pool.files import parse_pool
 from slicebox.pool.kinds import get_kind
 from slicebox.pool.model import Link
-from slicebox.pool.slices import SliceShape
+from slicebox.pool.slices import SliceType
 from slicebox.profiles.base import Estimate
 from slicebox.snapshot import Assignment
-from slicebox.spec.demand import Demand
+from slicebox.spec.demand import Demand, Spread
 from tests.placement.helpers import by_job, example, job, place, running
 
 
@@ -63,7 +63,7 @@ def test_half_gpu_shares_with_memory_cap(dgx) -> None:
     a, b = by_job(plan)["a"], by_job(plan)["b"]
     for comp in (a, b):
         (s,) = comp.slices
-        assert s.shape is SliceShape.FRACTION and s.compute == 0.5 and s.memory_gib == 20
+        assert s.shape is SliceType.FRACTION and s.compute == 0.5 and s.memory_gib == 20
     assert a.slices[0].device == b.slices[0].device  # two halves share one card
     state.apply(plan)
     assert state.capacity().free_gpus["H100"] == 7
@@ -88,12 +88,13 @@ def test_mig_3g_two_per_card_at_starts_0_and_4(rack) -> None:
     per_card: dict[int, list[int]] = {}
     for comp in placed.values():
         (s,) = comp.slices
-        assert comp.node == "a100" and s.shape is SliceShape.MIG and s.mig_profile == "3g.40gb"
+        assert comp.node == "a100" and s.shape is SliceType.MIG and s.mig_profile == "3g.40gb"
         assert s.uuid.startswith(PLANNED_MIG_PREFIX)
         assert s.memory_gib == 40 and s.compute == pytest.approx(3 / 7)
         per_card.setdefault(s.device, []).append(s.mig_start or 0)
     assert {d: sorted(v) for d, v in per_card.items()} == {0: [0, 4], 1: [0, 4]}
-    assert "3g.40gb" in plan.waiting["m4"]
+    assert "3g.40gb" in str(plan.waiting["m4"])
+    assert plan.waiting["m4"].field == "mig"
 
 
 def test_seven_1g_pack_one_card_the_eighth_goes_elsewhere(rack) -> None:
@@ -144,10 +145,13 @@ def test_nine_gpus_on_eight_gpu_pool_is_infeasible(dgx) -> None:
     pool, state = dgx
     placer = Placer(pool)
     reason = placer.feasible(Demand(gpus=9))
-    assert reason is not None and reason.startswith("resources.gpus: 9 GPUs requested") \
-        and "largest node has 8" in reason
+    assert reason is not None and str(reason).startswith("resources.gpus: 9 GPUs requested") \
+        and "the pool has 8" in str(reason)
+    assert (reason.field, reason.wanted, reason.available, reason.short_by) == ("gpus", 9, 8, 1)
+    one_node = placer.feasible(Demand(gpus=9, spread=Spread.ONE_NODE))
+    assert one_node is not None and "largest node has 8" in str(one_node)
     plan = place(pool, state, [job("nine", 9)])
-    assert "resources.gpus" in plan.waiting["nine"]
+    assert "resources.gpus" in str(plan.waiting["nine"]) and plan.waiting["nine"].never
     assert placer.feasible(Demand(gpus=8, cpus=112)) is None
 
 
@@ -162,7 +166,9 @@ def test_nine_gpus_on_eight_gpu_pool_is_infeasible(dgx) -> None:
 def test_infeasible_reasons_name_the_field(dgx, demand: Demand, field: str) -> None:
     pool, _ = dgx
     reason = Placer(pool).feasible(demand)
-    assert reason is not None and reason.startswith(field), reason
+    assert reason is not None and str(reason).startswith(field), reason
+    assert reason.never and field.startswith(f"resources.{reason.field}".replace(
+        "resources.kind", "resources.gpu_kinds"))
 
 
 def test_feasible_on_the_rack(rack) -> None:
@@ -171,18 +177,28 @@ def test_feasible_on_the_rack(rack) -> None:
     assert placer.feasible(Demand(gpus=1, mig="3g.40gb")) is None
     assert placer.feasible(Demand(gpus=1, mig="3g.40gb", kinds=("L4",))) is not None
     assert placer.feasible(Demand(gpus=4, kinds=("L4",))) is None
-    assert "largest node has 4" in (placer.feasible(Demand(gpus=5)) or "")
-    # The A100 box has 2 non-MIG cards: 3 whole A100s never fit.
-    assert "largest node has 2" in (placer.feasible(Demand(gpus=3, kinds=("A100-80GB",))) or "")
+    one = Spread.ONE_NODE
+    assert "largest node has 4" in str(placer.feasible(Demand(gpus=5, spread=one)))
+    # The A100 box has 2 non-MIG cards: 3 whole A100s never fit one node.
+    assert "largest node has 2" in str(placer.feasible(Demand(gpus=3, kinds=("A100-80GB",),
+                                                              spread=one)))
+    # Packed over nodes, a gang is still one kind: 4 L4 + 2 A100 do not make 5 of a kind.
+    assert "the pool has 4" in str(placer.feasible(Demand(gpus=5)))
 
 
 def test_waiting_reason_names_what_is_short(dgx) -> None:
     pool, state = dgx
-    plan = place(pool, state, [job("six", 6), job("four", 4)])
+    plan = place(pool, state, [job("six", 6), job("four", 4, spread=Spread.ONE_NODE)])
     assert set(by_job(plan)) == {"six"}
-    assert plan.waiting["four"] == "needs 4 GPUs of kind H100 on one node; largest free set is 2"
+    four = plan.waiting["four"]
+    assert str(four) == "needs 4 GPUs of kind H100 on one node; largest free set is 2"
+    assert (four.field, four.wanted, four.available) == ("gpus", 4, 2)
+    plan = place(pool, state, [job("six", 6), job("four", 4)])  # pack: 2 free in all
+    assert str(plan.waiting["four"]) == "needs 4 GPUs of kind H100; 2 are free across the pool"
     plan = place(pool, state, [job("cores", 1, cpus=100), job("more", 1, cpus=100)])
-    assert "needs 1 GPU of kind H100 with 100 cores" in plan.waiting["more"]
+    more = plan.waiting["more"]
+    assert "needs 1 GPU of kind H100 with 100 cores" in str(more)
+    assert (more.field, more.wanted, more.available) == ("cpus", 100, 12)
 
 
 def test_backfill_and_strict(dgx) -> None:
@@ -193,7 +209,7 @@ def test_backfill_and_strict(dgx) -> None:
     assert set(by_job(plan)) == {"small"} and "big" in plan.waiting
     plan = place(pool, state, [running(job("run", 6), state.composition("run"))] + waiting,
                  strict=True)
-    assert not plan.start and plan.waiting["small"] == "waits behind big (strict order)"
+    assert not plan.start and str(plan.waiting["small"]) == "waits behind big (strict order)"
 
 
 def test_keep_stop_and_reshape(dgx) -> None:
@@ -289,7 +305,8 @@ def test_dry_run_plans_without_changing_anything(dgx) -> None:
     assert state.fingerprint() == before
     assert set(plan.keep) == {"share", "six"} and not plan.stop
     assert set(by_job(plan)) == {"one"}  # 8 - 6 - the shared card leaves one
-    assert plan.waiting["more"] == "needs 1 GPU of kind H100 on one node; largest free set is 0"
+    assert str(plan.waiting["more"]) == \
+        "needs 1 GPU of kind H100 on one node; largest free set is 0"
     empty = dry_run(pool, [job("four", 4, cpus=8)])
     assert len(by_job(empty)["four"].slices) == 4
 
@@ -308,6 +325,6 @@ def test_policy_hints_are_followed_when_they_fit(rack) -> None:
     assert placed["bad-hint"].slices[0].device != 3  # placed anyway, elsewhere
     assert [s.device for s in placed["pair"].slices] == [0, 1]
     half, sized = placed["half"].slices[0], placed["sized"].slices[0]
-    assert (half.device, half.shape, half.compute) == (2, SliceShape.FRACTION, 0.5)
-    assert (sized.device, sized.shape, sized.compute) == (2, SliceShape.FRACTION, 0.25)
+    assert (half.device, half.shape, half.compute) == (2, SliceType.FRACTION, 0.5)
+    assert (sized.device, sized.shape, sized.compute) == (2, SliceType.FRACTION, 0.25)
     assert sized.memory_gib == pytest.approx(20)  # a quarter of the A100's 80 GiB

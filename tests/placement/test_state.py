@@ -10,34 +10,35 @@ import pytest
 from slicebox.placement import AllocationError, Placer, PoolState
 from slicebox.placement.search import find_cpu, find_fraction, find_mig, find_whole
 from slicebox.pool.composition import Composition
-from slicebox.pool.slices import Slice, SliceShape
+from slicebox.pool.slices import Slice, SliceType
 from slicebox.pool.synthetic import uniform_pool
 from slicebox.snapshot import Assignment, ClusterSnapshot, Decision
 from tests.placement.helpers import example, job, running
 
 
 def _whole(node: str, device: int, kind: str = "H100", uuid: str = "x") -> Slice:
-    return Slice(node, device, kind, SliceShape.WHOLE, 1.0, 80, uuid)
+    return Slice(node, device, kind, SliceType.WHOLE, 1.0, 80, uuid)
 
 
 def test_conflicts_are_refused_and_change_nothing() -> None:
     pool = example("dgx-h100")
     state = PoolState(pool)
     node = pool.nodes[0].name
-    state.allocate(Composition("a", node, (_whole(node, 0),), (0, 1), 10))
+    state.allocate(Composition.on_node("a", node, (_whole(node, 0),), (0, 1), 10))
     before = state.fingerprint()
     bad = [
-        (Composition("a", node, (), (5,), 1), "already holds"),
-        (Composition("b", node, (_whole(node, 1),), (1, 2), 1), "core 1 .* held by job a"),
-        (Composition("b", node, (_whole(node, 0),), (3,), 1), "gpu0 is in use \\(held by a\\)"),
-        (Composition("b", node, (_whole(node, 1), _whole(node, 1)), (3,), 1), "twice"),
-        (Composition("b", node, (_whole(node, 9),), (3,), 1), "does not exist"),
-        (Composition("b", node, (), (3, 3), 1), "listed twice"),
-        (Composition("b", node, (), (500,), 1), "core 500 is not on node"),
-        (Composition("b", node, (), (3,), 5000), "GiB memory free"),
-        (Composition("b", "elsewhere", (), (3,), 1), "no node 'elsewhere'"),
-        (Composition("b", node, (_whole(node, 1, "L4"),), (3,), 1), "is a H100, not a L4"),
-        (Composition("b", node, (replace(_whole(node, 1), shape=SliceShape.MIG,
+        (Composition.on_node("a", node, (), (5,), 1), "already holds"),
+        (Composition.on_node("b", node, (_whole(node, 1),), (1, 2), 1), "core 1 .* held by job a"),
+        (Composition.on_node("b", node, (_whole(node, 0),), (3,), 1),
+         "gpu0 is in use \\(held by a\\)"),
+        (Composition.on_node("b", node, (_whole(node, 1), _whole(node, 1)), (3,), 1), "twice"),
+        (Composition.on_node("b", node, (_whole(node, 9),), (3,), 1), "does not exist"),
+        (Composition.on_node("b", node, (), (3, 3), 1), "listed twice"),
+        (Composition.on_node("b", node, (), (500,), 1), "core 500 is not on node"),
+        (Composition.on_node("b", node, (), (3,), 5000), "GiB memory free"),
+        (Composition.on_node("b", "elsewhere", (), (3,), 1), "no node 'elsewhere'"),
+        (Composition.on_node("b", node, (_whole(node, 1, "L4"),), (3,), 1), "is a H100, not a L4"),
+        (Composition.on_node("b", node, (replace(_whole(node, 1), shape=SliceType.MIG,
                                           mig_profile="3g.40gb", mig_start=0),), (3,), 1),
          "does not have MIG enabled"),
     ]
@@ -51,16 +52,17 @@ def test_shares_add_up_to_one_card() -> None:
     pool = example("dgx-h100")
     state = PoolState(pool)
     node = pool.nodes[0].name
-    share = Slice(node, 0, "H100", SliceShape.FRACTION, 0.6, 30, "x")
-    state.allocate(Composition("a", node, (share,), (0,), 1))
+    share = Slice(node, 0, "H100", SliceType.FRACTION, 0.6, 30, "x")
+    state.allocate(Composition.on_node("a", node, (share,), (0,), 1))
     with pytest.raises(AllocationError, match="0.40 compute left, 0.60 asked"):
-        state.allocate(Composition("b", node, (share,), (1,), 1))
+        state.allocate(Composition.on_node("b", node, (share,), (1,), 1))
     with pytest.raises(AllocationError, match="50 GiB left, 60 GiB asked"):
-        state.allocate(Composition("b", node, (replace(share, compute=0.4, memory_gib=60),),
+        state.allocate(Composition.on_node("b", node, (replace(share, compute=0.4, memory_gib=60),),
                                    (1,), 1))
     with pytest.raises(AllocationError, match="in use"):
-        state.allocate(Composition("b", node, (_whole(node, 0),), (1,), 1))
-    state.allocate(Composition("b", node, (replace(share, compute=0.4, memory_gib=50),), (1,), 1))
+        state.allocate(Composition.on_node("b", node, (_whole(node, 0),), (1,), 1))
+    state.allocate(Composition.on_node("b", node, (replace(share, compute=0.4, memory_gib=50),),
+                                       (1,), 1))
     assert state.shared_room(0) == pytest.approx((0.0, 0.0))
 
 
@@ -69,9 +71,9 @@ def test_mig_geometry_is_enforced() -> None:
     state = PoolState(pool)
 
     def mig(profile: str, start: int, device: int = 0) -> Composition:
-        s = Slice("a100", device, "A100-80GB", SliceShape.MIG, 0.1, 10, f"p-{profile}-{start}",
+        s = Slice("a100", device, "A100-80GB", SliceType.MIG, 0.1, 10, f"p-{profile}-{start}",
                   profile, start)
-        return Composition(f"{profile}@{start}", "a100", (s,), (), 1)
+        return Composition.on_node(f"{profile}@{start}", "a100", (s,), (), 1)
 
     state.allocate(mig("3g.40gb", 0))
     with pytest.raises(AllocationError, match="may start at \\[0, 4\\], not 2"):
@@ -79,7 +81,7 @@ def test_mig_geometry_is_enforced() -> None:
     with pytest.raises(AllocationError, match="slices 2-3 are taken"):
         state.allocate(mig("2g.20gb", 2))
     with pytest.raises(AllocationError, match="MIG enabled: it can only be used as MIG"):
-        state.allocate(Composition("w", "a100", (_whole("a100", 0, "A100-80GB"),), (), 1))
+        state.allocate(Composition.on_node("w", "a100", (_whole("a100", 0, "A100-80GB"),), (), 1))
     with pytest.raises(AllocationError, match="does not exist on A100-80GB"):
         state.allocate(mig("3g.20gb", 4))
     state.allocate(mig("3g.40gb", 4))
@@ -126,13 +128,13 @@ def _check_invariants(state: PoolState) -> None:
     for (node, device), slices in per_card.items():
         shapes = {s.shape for s in slices}
         assert len(shapes) == 1, f"{node}/gpu{device} mixes {shapes}"
-        if SliceShape.WHOLE in shapes:
+        if SliceType.WHOLE in shapes:
             assert len(slices) == 1
-        if SliceShape.FRACTION in shapes:
+        if SliceType.FRACTION in shapes:
             assert sum(s.compute for s in slices) <= 1 + 1e-9
             memory = state.pool.node(node).device(device).memory
             assert sum(s.memory_gib for s in slices) <= memory + 1e-9
-        if SliceShape.MIG in shapes:
+        if SliceType.MIG in shapes:
             mask = 0
             for s in slices:
                 d = state.topo.dev_at[(state.topo.node_index[node], device)]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slicebox.sim.result import JobRecord, SimResult, Timeline
+from slicebox.sim.result import SimJobOutcome, SimResult, Timeline
 
 
 def _record(job_id: str, arrival: float, start: float, finish: float, isolated: float,
-            preemptions: int = 0) -> JobRecord:
-    return JobRecord(id=job_id, workload="w", arrival=arrival, gpus=1.0, work=1.0,
+            preemptions: int = 0) -> SimJobOutcome:
+    return SimJobOutcome(id=job_id, workload="w", arrival=arrival, gpus=1.0, work=1.0,
                      isolated_seconds=isolated, first_start=start, finish=finish, kind="V100",
                      preemptions=preemptions, run_seconds=finish - start, setup_seconds=0.0)
 
@@ -42,7 +42,7 @@ def test_metrics_of_two_jobs_on_two_gpus() -> None:
 
 
 def test_unfinished_jobs_are_left_out_of_jct() -> None:
-    unfinished = JobRecord("u", "w", 0.0, 1.0, 1.0, 10.0, None, None, None, 0, 0.0, 0.0)
+    unfinished = SimJobOutcome("u", "w", 0.0, 1.0, 1.0, 10.0, None, None, None, 0, 0.0, 0.0)
     jobs = (_record("a", 0, 0, 10, 10), unfinished)
     result = SimResult("p", "pool", 1.0, "t", jobs, Timeline.empty())
     assert result.metrics.finished == 1 and result.metrics.avg_jct == pytest.approx(10.0)

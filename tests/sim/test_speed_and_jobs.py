@@ -102,6 +102,6 @@ def test_setup_accounting_survives_a_co_runner_change_during_staging() -> None:
     engine = Engine(jobs, the_pool, policies.get("fifo"), book, EngineOptions())
     result = engine.run()
     assert all(j.finished for j in result.jobs)
-    assert engine.setup_gpus == pytest.approx(0.0)
+    assert engine.book.setup_gpus == pytest.approx(0.0)
     assert (result.timeline.busy_gpus >= -1e-9).all()
     assert (result.timeline.busy_gpus <= result.timeline.allocated_gpus + 1e-9).all()

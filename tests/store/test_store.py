@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from slicebox.pool.composition import Composition, Staging
-from slicebox.pool.slices import Slice, SliceShape
+from slicebox.pool.slices import Slice, SliceType
 from slicebox.snapshot import JobState
 from slicebox.spec import SpecError, parse_spec
 from slicebox.store import (
@@ -44,9 +44,9 @@ def spec(name: str = "train", **extra: object):
 
 
 def comp(job_id: str, cores: tuple[int, ...] = (0, 1), gpu: bool = True) -> Composition:
-    slices = (Slice("n0", 0, "H100", SliceShape.FRACTION, 0.5, 20.0, "GPU-abc"),) if gpu else ()
+    slices = (Slice("n0", 0, "H100", SliceType.FRACTION, 0.5, 20.0, "GPU-abc"),) if gpu else ()
     staging = Staging("digits", "/slow/digits", "nvme", "/fast/digits", 0.5, False)
-    return Composition(job_id, "n0", slices, cores, 2.0, (0,), "/fast/digits", staging)
+    return Composition.on_node(job_id, "n0", slices, cores, 2.0, (0,), "/fast/digits", staging)
 
 
 def test_sqlite_file_in_wal_mode_and_reopened_state_is_the_same(store: Store, tmp_path: Path):

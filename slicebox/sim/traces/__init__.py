@@ -6,12 +6,15 @@
     nodes = traces.read_alibaba_nodes(traces.trace_path(
         "alibaba-gpu-2023/openb_node_list_gpu_node.csv")).nodes
 
-Bad input raises `TraceError` ("file:line: reason"); with `skip_bad_lines=True` the
-readers skip bad rows and count them in the result instead. The formats and their
-sources are described in `data/traces/README.md`.
+Bad input raises `TraceError` ("file:line: reason", an `InputError`); with
+`skip_bad_lines=True` the readers skip bad rows and count them in the result instead.
+Values the simulator cannot simulate (non-finite, negative, above the maxima in
+`limits`) are bad input, and so is a path that is not a regular file or is too big.
+The formats and their sources are described in `data/traces/README.md`.
 """
 
 from slicebox.sim.traces.alibaba import read_alibaba_nodes, read_alibaba_pods
+from slicebox.sim.traces.check import check_trace_file, out_of_range
 from slicebox.sim.traces.formats import FORMATS, guess_format, read_trace
 from slicebox.sim.traces.gavel import read_gavel
 from slicebox.sim.traces.model import (
@@ -33,7 +36,9 @@ __all__ = [
     "TraceJob",
     "TraceNode",
     "TraceReadResult",
+    "check_trace_file",
     "guess_format",
+    "out_of_range",
     "read_alibaba_nodes",
     "read_alibaba_pods",
     "read_gavel",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from slicebox.sim.traces import alibaba, gavel, model, philly, pollux
+from slicebox.sim.traces import alibaba, csvrows, gavel, model, philly, pollux
 
 Reader = Callable[..., model.TraceReadResult]
 
@@ -49,7 +49,9 @@ def read_trace(
     key = ALIASES.get(format.lower(), format.lower())
     reader = FORMATS.get(key)
     if reader is None:
-        raise ValueError(f"unknown trace format {format!r}; valid: {valid_formats()}")
+        raise model.TraceError(
+            name, 0, f"unknown trace format {csvrows.shorten(format)}; valid: {valid_formats()}"
+        )
     return reader(name, skip_bad_lines=skip_bad_lines)
 
 
@@ -96,11 +98,8 @@ _HEADER_SIGNS = {
 
 
 def _format_from_header(name: str) -> str | None:
-    try:
-        with open(name, encoding="utf-8") as handle:
-            first = handle.readline()
-    except UnicodeDecodeError:
-        return None
+    # The same guarded read as the readers': a FIFO or device must not hang the guess.
+    first = csvrows.read_text(name).partition("\n")[0]
     if not first.strip():
         raise model.TraceError(name, 1, "empty file: no header and no rows")
     if first.count("\t") == len(gavel.FIELDS) - 1:

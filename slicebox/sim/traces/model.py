@@ -10,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from slicebox import untrusted
+from slicebox.errors import InputError
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TraceJob:
@@ -73,19 +76,30 @@ class TraceNode:
     gpu_model: str | None
 
 
-class TraceError(ValueError):
-    """Bad trace input, located to the file and line so the user can fix it."""
+class TraceError(InputError):
+    """Bad trace input, located to the file and line so the user can fix it.
 
-    def __init__(self, path: str | os.PathLike[str], line: int, reason: str) -> None:
+    `line` is the file's physical line (1 = the header, where there is one); 0 means the
+    file as a whole (it cannot be opened, is not a regular file, is too big), and then
+    the message is `path: reason`. `column` names the field at fault where one is.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], line: int, reason: str, column: str | None = None
+    ) -> None:
         self.path = os.fspath(path)
         self.line = line
         self.reason = reason
-        super().__init__(f"{self.path}:{line}: {reason}")
+        self.column = column
+        # shown(): a path with a newline or control character stays one printable line.
+        shown_path = untrusted.shown(self.path, 200)
+        where = f"{shown_path}:{line}" if line > 0 else shown_path
+        super().__init__(f"{where}: {reason}")
 
-    def __reduce__(self) -> tuple[type[TraceError], tuple[str, int, str]]:
+    def __reduce__(self) -> tuple[type[TraceError], tuple[str, int, str, str | None]]:
         # Exceptions with a custom __init__ need this to survive pickling (the
         # simulator may read traces in worker processes).
-        return (type(self), (self.path, self.line, self.reason))
+        return (type(self), (self.path, self.line, self.reason, self.column))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from slicebox.sim.traces import csvrows, model
+from slicebox.sim.traces import csvrows, limits, model
 
 REQUIRED_COLUMNS = ("name", "time", "application", "num_replicas", "batch_size")
 
@@ -33,23 +33,28 @@ def read_pollux(
 
         def convert(row: csvrows.Row) -> model.TraceJob:
             fields = row.fields
-            job_name = fields[i_name].strip()
-            application = fields[i_app].strip()
-            if not job_name:
-                raise csvrows.RowError("column 'name' is empty")
+            job_name = csvrows.parse_name(fields[i_name], "name")
             if job_name in seen:
-                raise csvrows.RowError(f"duplicate name {job_name!r}")
-            if not application:
-                raise csvrows.RowError("column 'application' is empty")
-            replicas = csvrows.parse_int(fields[i_replicas], "num_replicas")
+                raise csvrows.RowError(f"duplicate name {job_name!r}", "name")
+            application = csvrows.parse_name(fields[i_app], "application")
+            replicas = csvrows.parse_int(
+                fields[i_replicas], "num_replicas", high=limits.MAX_JOB_GPUS
+            )
             if replicas < 1:
-                raise csvrows.RowError(f"column 'num_replicas': needs >= 1, got {replicas}")
-            batch_size = csvrows.parse_int(fields[i_batch], "batch_size")
+                raise csvrows.RowError(
+                    f"column 'num_replicas': needs >= 1, got {replicas}", "num_replicas"
+                )
+            batch_size = csvrows.parse_int(
+                fields[i_batch], "batch_size", high=limits.MAX_BATCH_SIZE
+            )
             if batch_size < 1:
-                raise csvrows.RowError(f"column 'batch_size': needs >= 1, got {batch_size}")
+                raise csvrows.RowError(
+                    f"column 'batch_size': needs >= 1, got {batch_size}", "batch_size"
+                )
+            time = csvrows.parse_float(fields[i_time], "time", high=limits.MAX_SECONDS)
             job = model.TraceJob(
                 id=job_name,
-                arrival=csvrows.non_negative(csvrows.parse_float(fields[i_time], "time"), "time"),
+                arrival=csvrows.non_negative(time, "time"),
                 num_gpus=replicas,
                 workload=application,
                 batch_size=batch_size,

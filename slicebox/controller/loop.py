@@ -1,0 +1,348 @@
+"""The control loop: reconcile store and processes, ask the policy, place, act, record.
+
+One round (``Controller.run_once``)::
+
+    events   = backend.poll()                       # exits, progress, finished copies
+    ...record them...                               # durable before anything else happens
+    snapshot = from the store (+ the long-lived PoolState of what active jobs hold)
+    decision = policy.decide(snapshot)
+    plan     = placer.place(state, snapshot, decision, data)
+    record each start/stop, then backend acts on it # durable before acting
+
+The store is the truth. A controller may be killed at any instant; the next one takes the
+lease, adopts the jobs whose processes still run, finishes those that ended meanwhile,
+and requeues the rest (``reconcile``), so no accepted job is lost and none runs twice.
+Nothing one job does (or fails to do) stops the loop: see ``JobActions.contained``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from slicebox.backends.base import Backend, BackendEvent, Exited, Progress, Staged, StagingFailed
+from slicebox.placement.staging import CacheEntry, DataCache
+from slicebox.placement.state import AllocationError, PoolState
+from slicebox.pool.composition import Plan, Staging
+from slicebox.profiles.base import PeakRateEstimator, ThroughputModel
+from slicebox.profiles.table import ProfileTable
+from slicebox.snapshot import ClusterSnapshot, Decision, JobState
+from slicebox.store import JobRecord, Store
+
+from . import progress as progress_values
+from .actions import JobActions, RoundReport
+from .identity import controller_id, holder_alive
+from .outcome import outcome
+from .reconcile import reconcile
+from .staging import StagingFlow
+from .views import ACTIVE, WAITING, ViewCache, cache_entry, copies_in_progress
+
+if TYPE_CHECKING:
+    from slicebox.placement.placer import Placer
+    from slicebox.policies.base import Policy
+    from slicebox.pool.model import Pool
+    from slicebox.tracking import JobTracker
+
+_KIND_MAX = 32  # the event table's kind column
+
+
+class Controller:
+    """Drives one store: ``run()`` (the loop ``slicebox up`` runs) or ``run_once()``.
+
+    ``pool``/``placer``: what may be handed out and how (the placer must be the pool's);
+    ``backend``: what makes it so (``LocalBackend`` for this machine). Only one controller
+    drives a store at a time (a lease in the store; ``LeaseHeld`` otherwise). ``interval``
+    is the pause between rounds; ``lease_ttl`` how long a silent holder keeps the lease.
+    """
+
+    def __init__(self, store: Store, pool: Pool, policy: Policy, placer: Placer,
+                 backend: Backend, state_dir: str | Path | None = None, *,
+                 profiles: ThroughputModel | None = None, tracker: JobTracker | None = None,
+                 interval: float = 0.5,
+                 lease_ttl: float = 15.0, ident: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store, self.pool, self.policy = store, pool, policy
+        self.placer, self.backend = placer, backend
+        self.state_dir = Path(state_dir) if state_dir else store.state_dir
+        self.profiles = profiles or PeakRateEstimator()
+        self.tracker = tracker
+        self.interval, self.lease_ttl = interval, lease_ttl
+        self.id = ident or controller_id()
+        self._clock = clock
+        self._started = False
+        self.actions = JobActions(store, backend, clock, tracker, self._release)
+        self.staging = StagingFlow(store, self.actions, clock)
+        self._state: PoolState | None = None  # what active jobs hold; kept, not rebuilt
+        self._views = ViewCache()
+        self._noted_bad_progress: set[tuple[str, int]] = set()
+        self.cores: tuple[int, ...] | None = None  # reserved for it (``--reserve-cores``)
+        self._decided_at = -1  # the store's last event id when the policy last decided
+        self._counts = (0, 0)  # (waiting, active) then
+
+    # ---- life cycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Take the lease (``LeaseHeld`` if another controller runs) and reconcile."""
+        if self._started:
+            return
+        self.store.acquire_lease(self.id, self.lease_ttl, holder_alive)
+        self._started = True
+        scratch = RoundReport(self._clock())
+        for job in self.store.jobs(ACTIVE):
+            with self.actions.contained(job.id, "take the job over after a restart", scratch):
+                reconcile(job, self.store, self.backend, self.actions, self._clock)
+
+    def close(self) -> None:
+        """Stop driving; running jobs go on and the next controller adopts them."""
+        self.backend.close()
+        if self.tracker is not None:
+            self.tracker.close()
+            self._record_run_ids()
+        if self._started:
+            self.store.release_lease(self.id)
+            self._started = False
+
+    def run(self, until_idle: bool = False, stop_event: threading.Event | None = None,
+            on_round: Callable[[RoundReport], None] | None = None,
+            max_rounds: int | None = None) -> None:
+        """Rounds every ``interval`` seconds until ``stop_event`` is set, ``max_rounds``
+        have run, or (``until_idle``) nothing is active and no waiting job can start."""
+        self.start()
+        rounds = 0
+        try:
+            while stop_event is None or not stop_event.is_set():
+                report = self.run_once()
+                rounds += 1
+                if on_round is not None:
+                    on_round(report)
+                if until_idle and report.active == 0 and not report.started:
+                    return  # nothing runs, and what waits did not fit an empty pool either
+                if max_rounds is not None and rounds >= max_rounds:
+                    return
+                if stop_event is not None:
+                    stop_event.wait(self.interval)
+                else:
+                    time.sleep(self.interval)
+        finally:
+            self.close()
+
+    # ---- one round ----------------------------------------------------------------------
+
+    def run_once(self) -> RoundReport:
+        self.start()
+        self.store.heartbeat(self.id)  # LeaseLost: another controller took over; stop here
+        report = RoundReport(self._clock())
+        for event in self.backend.poll():
+            job_id = getattr(event, "job_id", None)
+            with self.actions.contained(job_id, f"record {type(event).__name__}", report):
+                self._record(event, report)
+        self._enforce_stops(report)
+        for job in self.store.jobs([JobState.PREEMPTED]):
+            with self.actions.contained(job.id, "requeue the job", report):
+                self.actions.requeue(job, "requeued after preemption")
+        report.waiting, report.active = self._schedule(report)
+        self._record_run_ids()
+        return report
+
+    def _schedule(self, report: RoundReport) -> tuple[int, int]:
+        """Decide and act; how many jobs wait and how many are active afterwards.
+
+        A policy that acts only on arrivals and exits (not ``periodic``) would decide the
+        same again when nothing has changed since its last decision: no job arrived, ended,
+        was cancelled or got a new reason (each writes an event). Then the round stops
+        here, and costs the same with 10 jobs queued as with 2,000."""
+        marker = self.store.last_event_id()  # before reading: a later change is seen next
+        if not self.policy.periodic and marker == self._decided_at:
+            return self._counts
+        now = self._clock()
+        jobs = self.store.jobs([*WAITING, *ACTIVE])
+        state = self._pool_state(jobs)
+        self._decided_at = marker
+        self._counts = _counts(jobs)
+        if not self.policy.periodic and not any(j.state in WAITING for j in jobs):
+            return self._counts  # nothing to start; this policy acts on arrivals and exits
+        started_before = [j.id for j in jobs if j.attempt > 0]
+        attained = self.store.attained_gpu_seconds(now, started_before)
+        views = self._views.views(jobs, attained)
+        # A job being stopped holds its slices until its process is gone. The policy does
+        # not see it; placement keeps it where it is, so nothing starts on what it holds.
+        stopping = [j.id for j in jobs if j.stop is not None]
+        snapshot = ClusterSnapshot(now, tuple(v for k, v in views.items() if k not in stopping),
+                                   state.capacity(), self.profiles, nodes=state.node_views())
+        decision = self.policy.decide(snapshot)
+        if stopping:
+            held = tuple(a for a in (views[k].current for k in stopping) if a is not None)
+            decision = dataclasses.replace(decision, run=held + tuple(
+                a for a in decision.run if a.job_id not in stopping))
+            snapshot = dataclasses.replace(snapshot, jobs=tuple(views.values()))
+        copying = copies_in_progress(jobs)
+        data = DataCache([*(cache_entry(d) for d in self.store.datasets()),
+                          *(CacheEntry(k, n, st.volume, st.target, st.size_gib, now)
+                            for (k, n), (_, st) in copying.items())])
+        plan = self.placer.place(state, snapshot, decision, data=data)
+        by_id = {j.id: j for j in jobs}
+        self._apply(plan, state, by_id, decision, set(stopping), copying, report)
+        if report.started or report.finished or report.staging or report.stopping:
+            counts = self.store.count_by_state()
+            self._counts = (sum(counts.get(s, 0) for s in WAITING),
+                            sum(counts.get(s, 0) for s in ACTIVE))
+        return self._counts
+
+    def _pool_state(self, jobs: list[JobRecord]) -> PoolState:
+        """The long-lived pool state, brought in line with the store's active jobs (only
+        the difference is applied: a round costs what changed)."""
+        if self._state is None:
+            self._state = PoolState(self.pool)
+        state = self._state
+        held = {j.id: j for j in jobs if j.state in ACTIVE and j.composition is not None}
+        for job_id in [k for k in state.compositions() if k not in held]:
+            state.release(job_id)
+        for job in held.values():
+            if job.id in state:
+                continue
+            try:
+                state.allocate(job.composition)  # type: ignore[arg-type]
+            except AllocationError as exc:
+                # The pool changed under a running job (a node or card gone from the
+                # pool file). It keeps running; the user should know why.
+                self.store.set_reason(job.id, f"composition outside the pool: {exc}",
+                                      kind="warning")
+        return state
+
+    def _release(self, job_id: str) -> None:
+        if self._state is not None and job_id in self._state:
+            self._state.release(job_id)
+
+    def _apply(self, plan: Plan, state: PoolState, jobs: Mapping[str, JobRecord],
+               decision: Decision, stopping: set[str],
+               copying: dict[tuple[str, str], tuple[str, Staging]], report: RoundReport) -> None:
+        reasons = {k: str(v) for k, v in decision.reasons.items()}
+        for job_id in plan.stop:
+            job = jobs.get(job_id)
+            if job is None or job_id in stopping or job.state not in ACTIVE:
+                continue
+            reason = reasons.get(job_id) or f"preempted by the {self.policy.name} policy"
+            with self.actions.contained(job_id, "stop the job", report):
+                self.actions.stop(job, JobState.PREEMPTED, reason, report)
+        for comp in plan.start:
+            # ``state`` still holds what every active job holds, the ones just told to stop
+            # included: they keep it until their process is gone. A start that would share
+            # any of it waits for a later round.
+            try:
+                state.allocate(comp)
+            except AllocationError as exc:
+                reasons[comp.job_id] = f"waits for jobs being stopped ({exc})"
+                continue
+            with self.actions.contained(comp.job_id, "start the job", report):
+                self.staging.begin(jobs[comp.job_id], comp, copying, report, self.id)
+        chosen = {a.job_id for a in decision.run}
+        for job in jobs.values():
+            if job.state in WAITING and job.id not in chosen and job.id not in reasons:
+                reasons[job.id] = f"not chosen by the {self.policy.name} policy"
+        reasons.update({k: str(v) for k, v in plan.waiting.items()})
+        # Only reasons that changed are written, all in one transaction.
+        changed = {k: v for k, v in reasons.items()
+                   if (job := jobs.get(k)) is not None and job.state in WAITING
+                   and job.reason != v}
+        self.store.set_reasons(changed)
+
+    def _enforce_stops(self, report: RoundReport) -> None:
+        """Cancels asked for from elsewhere (the CLI), and time limits."""
+        now = self._clock()
+        for job in self.store.jobs(ACTIVE):
+            if job.stop is not None:
+                continue
+            limit = job.spec.time_limit_seconds
+            with self.actions.contained(job.id, "stop the job", report):
+                if job.cancel_requested:
+                    self.actions.stop(job, JobState.CANCELLED, "cancelled by user", report)
+                elif limit is not None and job.ran_for(now) > limit:
+                    self.actions.stop(job, JobState.FAILED,
+                                      f"time limit of {limit:g}s exceeded", report)
+
+    # ---- what the backend reports -------------------------------------------------------
+
+    def _record(self, event: BackendEvent, report: RoundReport) -> None:
+        if isinstance(event, Progress):
+            self._progress(event)
+        elif isinstance(event, Staged):
+            self.staging.staged(event, report)
+        elif isinstance(event, StagingFailed):
+            self.staging.failed(event, report)
+        elif isinstance(event, Exited):
+            job = self.store.job(event.job_id)
+            if job.attempt == event.attempt and job.state in ACTIVE:
+                to_state, reason = outcome(job, event)
+                self.actions.finish(job, to_state, reason, event.exit_code, report)
+        else:
+            self._note_other(event)
+
+    def _progress(self, event: Progress) -> None:
+        values = progress_values.clean(event.time, event.samples, event.quality, self._clock())
+        offset = event.log_offset if isinstance(event.log_offset, int) else None
+        if values.problems:
+            job = self.store.job(event.job_id)
+            key = (job.id, job.attempt)
+            if key not in self._noted_bad_progress:  # once per attempt: a log may be junk
+                self._noted_bad_progress.add(key)
+                self.store.note(job.id, "bad-progress",
+                                "ignored progress values: " + "; ".join(values.problems))
+        if values.empty:
+            if offset is not None:
+                self.store.set_log_offset(event.job_id, offset)  # durable: never reread
+            return
+        self.store.record_progress(event.job_id, values.time, values.samples, values.quality,
+                                   offset)
+        self._observe(self.store.job(event.job_id), values)
+
+    def _note_other(self, event: object) -> None:
+        """An event type this controller does not know (e.g. a newer backend's): kept in
+        the job's event log, never a crash."""
+        job_id = getattr(event, "job_id", None)
+        if not isinstance(job_id, str):
+            return
+        describe = getattr(event, "describe", None)
+        reason = describe() if callable(describe) else repr(event)
+        kind = getattr(event, "kind", None)
+        if not isinstance(kind, str):
+            kind = "breach" if type(event).__name__ == "Breached" else type(event).__name__
+        details = {}
+        if dataclasses.is_dataclass(event) and not isinstance(event, type):
+            details = {f.name: _plain(getattr(event, f.name))
+                       for f in dataclasses.fields(event) if f.name != "job_id"}
+        self.store.note(job_id, kind.lower()[:_KIND_MAX], str(reason)[:2000], **details)
+
+    def _observe(self, job: JobRecord, values: progress_values.CleanProgress) -> None:
+        """Progress feeds MLflow and refines the measured profile of this slice shape."""
+        if self.tracker is not None:
+            # A repeated report (same sample count) is no evidence of zero throughput.
+            self.tracker.job_progress(job.id, {"samples": values.samples,
+                                               "samples_per_s": job.samples_per_s or None,
+                                               "quality": values.quality},
+                                      step=values.samples or 0, timestamp_s=values.time)
+        comp = job.composition
+        if isinstance(self.profiles, ProfileTable) and comp and job.samples_per_s:
+            size = comp.gpu_share if comp.slices else float(comp.core_count)
+            self.profiles.refine(job.spec.workload_class, comp.kind, size,
+                                 job.spec.precision, job.samples_per_s, values.time)
+
+    def _record_run_ids(self) -> None:
+        if self.tracker is not None:
+            for job_id, run_id in self.tracker.new_run_ids().items():
+                self.store.set_mlflow_run(job_id, run_id)
+
+
+def _counts(jobs: list[JobRecord]) -> tuple[int, int]:
+    return (sum(1 for j in jobs if j.state in WAITING),
+            sum(1 for j in jobs if j.state in ACTIVE))
+
+
+def _plain(value: object) -> object:
+    """A value as the event log's JSON can hold it."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)[:500]

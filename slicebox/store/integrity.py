@@ -1,0 +1,147 @@
+"""The store protects itself: checks before and after opening, a report, online backups.
+
+A state directory whose database is missing or empty while job logs or exit records are
+there has lost its jobs: starting afresh would silently forget them (and their processes
+may still run), so that is an error that says what to do. SQLite's ``quick_check`` runs
+when a store opens; ``slicebox store check`` runs the full ``integrity_check``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from slicebox.store.engine import DB_NAME
+from slicebox.store.transitions import StoreCorrupt, StoreError
+
+CHECK_HINT = "run `slicebox store check` for details"
+_JOB_TRACES = ("logs", "exit")  # what the local backend leaves behind for every job
+
+
+def job_traces(state_dir: Path) -> list[Path]:
+    """Files that only exist because jobs were run from this state directory."""
+    found: list[Path] = []
+    for name in _JOB_TRACES:
+        folder = state_dir / name
+        if folder.is_dir():
+            found.extend(p for p in folder.iterdir() if p.is_file())
+            if found:
+                break
+    return found
+
+
+def refuse_lost_database(state_dir: Path) -> None:
+    """``StoreCorrupt`` when the database is missing or empty but jobs have run here."""
+    db = state_dir / DB_NAME
+    try:
+        size = db.stat().st_size
+    except FileNotFoundError:
+        size = None
+    except OSError as exc:
+        raise StoreCorrupt(f"{db}: cannot be read ({exc.strerror}); {CHECK_HINT}") from None
+    if size:
+        return
+    traces = job_traces(state_dir)
+    if traces:
+        what = "missing" if size is None else "empty (0 bytes)"
+        raise StoreCorrupt(
+            f"{db} is {what}, but jobs have run from {state_dir} (e.g. {traces[0].name} in "
+            f"{traces[0].parent.name}/): refusing to start from an empty store; {CHECK_HINT}, "
+            f"then restore a backup or move {state_dir} aside")
+
+
+def quick_check(connection: sqlite3.Connection, where: str) -> None:
+    """SQLite's ``quick_check`` (seconds for gigabytes): ``StoreCorrupt`` if it fails."""
+    try:
+        rows = connection.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise StoreCorrupt(f"{where}: {exc}; {CHECK_HINT}") from None
+    problems = _problems(rows)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise StoreCorrupt(f"{where}: integrity check failed: {problems[0]}{more}; "
+                           f"{CHECK_HINT}")
+
+
+def _problems(rows: list[tuple[object, ...]]) -> list[str]:
+    """SQLite's check output as one problem a line ("ok" and headers dropped)."""
+    lines = [line.strip() for r in rows if r for line in str(r[0]).splitlines()]
+    return [line for line in lines if line and line != "ok" and not line.startswith("***")]
+
+
+@dataclass
+class CheckReport:
+    """What ``slicebox store check`` found. ``ok`` is False when anything is wrong."""
+
+    database: Path
+    problems: list[str] = field(default_factory=list)
+    jobs_by_state: dict[str, int] = field(default_factory=dict)
+    size_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_state_dir(state_dir: Path) -> CheckReport:
+    """Every check, without changing anything (the database is opened read-only)."""
+    db = state_dir / DB_NAME
+    report = CheckReport(db)
+    if not db.exists() or db.stat().st_size == 0:
+        traces = job_traces(state_dir)
+        what = "missing" if not db.exists() else "empty (0 bytes)"
+        if traces:
+            report.problems.append(
+                f"{db} is {what} while {len(traces)}+ job files exist under {state_dir}: the "
+                "job records are lost; restore a backup, or move the state directory aside "
+                "to start afresh")
+        return report
+    report.size_bytes = db.stat().st_size
+    try:
+        connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        report.problems.append(f"{db}: cannot be opened: {exc}")
+        return report
+    try:
+        rows = connection.execute("PRAGMA integrity_check").fetchall()
+        report.problems.extend(f"{db}: {p}" for p in _problems(rows))
+        if not report.problems:
+            counts = connection.execute("SELECT state, count(*) FROM jobs GROUP BY state")
+            report.jobs_by_state = {str(state): int(n) for state, n in counts}
+    except sqlite3.DatabaseError as exc:
+        report.problems.append(f"{db}: {exc}")
+    finally:
+        connection.close()
+    return report
+
+
+def backup(state_dir: Path, target: Path) -> int:
+    """A consistent copy of the live database at ``target`` (SQLite's online backup API:
+    safe while a controller writes). The number of bytes written."""
+    db = state_dir / DB_NAME
+    refuse_lost_database(state_dir)
+    if not db.exists() or db.stat().st_size == 0:
+        raise StoreError(f"{db}: there is no database to back up")
+    target = target.expanduser().resolve()
+    if target == db.resolve():
+        raise StoreError(f"backup target {target} is the database itself; choose another path")
+    if not target.parent.is_dir():
+        raise StoreError(f"backup target folder {target.parent} does not exist")
+    partial = target.with_name(target.name + ".partial")
+    try:
+        source = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        copy = sqlite3.connect(partial)
+        try:
+            source.backup(copy)
+        finally:
+            copy.close()
+            source.close()
+        partial.replace(target)  # never a half backup under the name asked for
+    except sqlite3.DatabaseError as exc:
+        partial.unlink(missing_ok=True)
+        raise StoreCorrupt(f"{db}: backup failed: {exc}; {CHECK_HINT}") from None
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise StoreError(f"cannot write the backup to {target}: {exc.strerror}") from None
+    return target.stat().st_size

@@ -28,6 +28,7 @@ test-slow: setup
 
 lint: setup
 	$(BIN)/ruff check slicebox tests benchmarks
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/slicebox bench --quick

@@ -98,6 +98,7 @@ def time_limit(seconds: float) -> Iterator[None]:
 @dataclass
 class Tally:
     counts: Counter[str] = field(default_factory=Counter)
+    known_invalid: int = 0  # items the mutator knows must be refused (the oracle's share)
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     def add(self, column: str, example: str | None = None) -> None:
@@ -325,6 +326,8 @@ def run_specs(count: int, seed: int, timeout: float, root: Path, pool_file: Path
     job_file = root / "job.yaml"
     for i in range(count):
         mutant = trap_file(rng, root) if rng.random() < 0.03 else mutate_spec(rng)
+        if mutant.must_reject:
+            tally.known_invalid += 1
         if mutant.text is not None:
             job_file.write_bytes(mutant.text.encode("utf-8", "surrogatepass"))
             path = str(job_file)
@@ -653,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
         spec_run.store.close()
     print(f"{args.specs:,} specs ({spec_time:.0f} s; {launched} accepted jobs launched for "
           f"real), {args.lines:,} progress lines, {args.traces:,} traces; seed {args.seed}; "
-          f"{time.perf_counter() - started:.0f} s in all")
+          f"{time.perf_counter() - started:.0f} s in all; {tally.known_invalid:,} specs were "
+          "invalid by construction (each must be refused)")
     return report([("specs", tally), ("progress lines", lines), ("traces", trace_tally)])
 
 

@@ -28,18 +28,22 @@ from slicebox.sim.workloads import build_jobs
 PHILLY = "philly/philly.csv"
 LIMIT_FULL_S = 120.0
 LIMIT_DECISION_S = 1.0
+# Wall time is the target; CPU time is printed beside it because on a shared machine wall
+# time measures the neighbours too.
 
 
 def full_philly(names: list[str]) -> list[tuple[str, float, float]]:
     path = traces.trace_path(PHILLY)
     rows = []
     for name in names:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         result = simulate(path, "philly-2000", name)
         wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu
         rows.append((name, wall, result.metrics.avg_jct))
         verdict = "ok" if wall < LIMIT_FULL_S else "OVER the 2-minute target"
-        print(f"  {name:9s} {wall:6.1f} s  ({result.metrics.finished:,} jobs, "
+        print(f"  {name:9s} {wall:6.1f} s wall, {cpu:6.1f} s CPU  "
+              f"({result.metrics.finished:,} jobs, "
               f"{result.decisions:,} decisions, avg JCT {result.metrics.avg_jct / 3600:.2f} h)"
               f"  {verdict}", flush=True)
     return rows
@@ -62,7 +66,8 @@ def big_decision(names: list[str]) -> None:
         last = engine.decision_log[-1]
         total = last.snapshot_seconds + last.decide_seconds + last.apply_seconds
         verdict = "ok" if total < LIMIT_DECISION_S else "OVER 1 s"
-        print(f"  {name:9s} all {1000 * total:7.1f} ms  (snapshot "
+        print(f"  {name:9s} all {1000 * total:7.1f} ms wall, {1000 * last.cpu_seconds:7.1f} ms "
+              f"CPU  (snapshot "
               f"{1000 * last.snapshot_seconds:6.1f} ms, decide {1000 * last.decide_seconds:7.1f}"
               f" ms, placement {1000 * last.apply_seconds:7.1f} ms; {last.waiting:,} waiting, "
               f"{last.running:,} running)  {verdict}", flush=True)

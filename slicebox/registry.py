@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -58,4 +58,4 @@ class Registry(Generic[T]):
             raise RegistryError(f"module {module_name!r} has no {attr!r}")
         if not (isinstance(cls, type) and issubclass(cls, self._base)):
             raise RegistryError(f"{path!r} is not a subclass of {self._base.__name__}")
-        return cls
+        return cast("type[T]", cls)

@@ -83,6 +83,7 @@ class JobView:
     reference_rate: float | None = None  # work per second on one reference GPU; None: unknown
     dataset: DatasetRef | None = None
     preemptions: int = 0
+    weight: float = 1.0  # relative share for weighted-fairness policies (trace priority_weight)
 
     @property
     def waiting(self) -> bool:

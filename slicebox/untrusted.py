@@ -245,9 +245,11 @@ def parse_yaml(text: str, source: str, error: type[Exception], *,
     return data
 
 
-def read_yaml(path: Path, max_bytes: int, what: str, error: type[Exception]) -> object:
+def read_yaml(path: Path, max_bytes: int, what: str, error: type[Exception], *,
+              max_nodes: int = MAX_NODES) -> object:
     """Load ``path`` as YAML (``safe_load`` types: no Python objects), or raise ``error``
-    with the file and the reason. ``what`` names the kind of file in the size message."""
+    with the file and the reason. ``what`` names the kind of file in the size message;
+    ``max_nodes`` caps the values in it (aliases counted as what they repeat)."""
     source = shown(os.fspath(path), 200)
     try:
         data = read_regular_file(path, max_bytes, what)
@@ -258,7 +260,7 @@ def read_yaml(path: Path, max_bytes: int, what: str, error: type[Exception]) -> 
     except UnicodeDecodeError as exc:
         raise error(f"{source}: cannot read the file: not UTF-8 text (byte {exc.start})") \
             from None
-    return parse_yaml(text, source, error)
+    return parse_yaml(text, source, error, max_nodes=max_nodes)
 
 
 def shown_key(key: object) -> str:

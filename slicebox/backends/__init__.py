@@ -9,7 +9,8 @@ import importlib
 from typing import Any
 
 # name -> "module:Class"; imported only when asked for.
-_BACKENDS = {"local": "slicebox.backends.local:LocalBackend"}
+_BACKENDS = {"local": "slicebox.backends.local:LocalBackend",
+             "memory": "slicebox.backends.memory:MemoryBackend"}
 
 
 def names() -> list[str]:

@@ -32,6 +32,7 @@ V1_ROOT = Path("/sys/fs/cgroup")
 CLONE_NEWNS = 0x00020000
 CLONE_NEWPID = 0x20000000
 PR_SET_CHILD_SUBREAPER = 36
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
 
 
 @dataclass(frozen=True)
@@ -149,13 +150,32 @@ def _can_unshare(notes: list[str]) -> bool:
         return False
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
-        ok = _libc().unshare(CLONE_NEWNS | CLONE_NEWPID) == 0
-        os._exit(0 if ok else 1)
+        os._exit(_trial_namespace())
     _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        notes.append("unshare(mount, pid) refused by the kernel")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        notes.append("unshare(mount, pid) refused by the kernel" if code == 1 else
+                     "mounts in a private namespace refused (e.g. a locked-down container)")
         return False
     return True
+
+
+def _trial_namespace() -> int:  # pragma: no cover - runs in a throwaway child
+    """What the launcher does for a job, minus the job: 0 when it all works."""
+    libc = _libc()
+    if libc.unshare(CLONE_NEWNS | CLONE_NEWPID) != 0:
+        return 1
+    private = ctypes.c_ulong(MS_REC | MS_PRIVATE)
+    if libc.mount(None, b"/", None, private, None) != 0:
+        return 2
+    init = os.fork()
+    if init == 0:  # pid 1 of the new namespace: its own /proc, a private /dev/shm
+        flags = ctypes.c_ulong(MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        ok = libc.mount(b"proc", b"/proc", b"proc", flags, None) == 0 and \
+            libc.mount(b"tmpfs", b"/dev/shm", b"tmpfs", flags, None) == 0
+        os._exit(0 if ok else 2)
+    _, status = os.waitpid(init, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def _can_subreap() -> bool:

@@ -3,11 +3,18 @@
 Every job runs under the launcher (``launch.py``), which pins the cores, sets the memory
 limit and ``exec``s the job's argv (never a shell), then records the exit code in
 ``<state_dir>/exit/<job-id>``. Output goes to ``<state_dir>/logs/<job-id>.log``.
+
+How strongly a job is confined is measured once (``isolation.detect``: cgroups, private
+namespaces, subreaper) and shown by ``slicebox pool``. Whatever the kernel enforces, each
+``poll`` also checks every job's tree (``monitor``): a widened affinity is put back and a
+tree over its memory is killed, each with a ``Breached`` event. A launcher killed from
+outside takes its job with it, and the job's exit says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -102,6 +109,9 @@ class LocalBackend:
         self._clock = clock
         self._stager = Stager()
         self._tracked: dict[str, _Tracked] = {}
+        # Cgroups of finished attempts that a dead launcher could not remove; retried
+        # each round (rmdir only ever removes an empty cgroup).
+        self._stale: set[Path] = set()
 
     # ---- acting -----------------------------------------------------------------------
 
@@ -129,8 +139,10 @@ class LocalBackend:
         if self.node is not None and comp.node != self.node:
             raise LaunchError(f"job {job.id} is placed on node {comp.node!r}, but this local "
                               f"backend runs node {self.node!r}")
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.exit_dir.mkdir(parents=True, exist_ok=True)
+        # Owner only: where no namespace hides them, a job running as another user must
+        # not read other jobs' logs and exits.
+        for folder in (self.logs_dir, self.exit_dir):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         log_path = self.logs_dir / f"{job.id}.log"
         exit_file = self.exit_dir / job.id
         exit_file.unlink(missing_ok=True)  # an earlier attempt's exit must not be read as ours
@@ -153,7 +165,8 @@ class LocalBackend:
         env = {"PATH": _LAUNCHER_PATH, "LC_ALL": "C.UTF-8", "SLICEBOX_JOB_ID": job.id,
                "SLICEBOX_ATTEMPT": str(job.attempt)}
         cwd = job.workdir or job.spec.workdir
-        with open(log_path, "ab") as log:
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "ab") as log:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             log.write(f"{HEADER}{job.attempt} at {stamp} on {comp.describe()}\n".encode())
             log.flush()
@@ -217,15 +230,18 @@ class LocalBackend:
             else:
                 events.append(StagingFailed(result.job_id, result.staging, result.error))
         now = self._clock()
-        # One scan of /proc per round, and only where a tree is not held by the kernel.
-        children = monitor.children_map() if any(
-            not self._kernel_holds(t) for t in self._tracked.values()) else {}
+        self._stale = {g for g in self._stale if not _try_remove_group(g)}
+        # Without per-task children files: one scan of /proc per round, and only where a
+        # tree is not held by the kernel.
+        children = monitor.children_map() if not monitor.HAVE_CHILDREN_FILES and any(
+            not self._kernel_holds(t) for t in self._tracked.values()) else None
         for tracked in list(self._tracked.values()):
             finished = self._exit_of(tracked)  # before reading: its last lines are written
             events.extend(self._progress(tracked, now))
             if finished is not None:
                 events.append(finished)
                 del self._tracked[tracked.job_id]
+                self._stale.update(g for g in tracked.groups if g.exists())
                 continue
             if (tracked.stopping and not tracked.killed and tracked.deadline is not None
                     and now >= tracked.deadline):
@@ -242,7 +258,8 @@ class LocalBackend:
         return self.isolation.namespaces and tracked.memory_group is not None \
             and self.isolation.version == "v1"
 
-    def _guard(self, tracked: _Tracked, children: monitor.Children) -> list[BackendEvent]:
+    def _guard(self, tracked: _Tracked,
+               children: monitor.Children | None) -> list[BackendEvent]:
         """The monitor: put a widened affinity back; kill a tree over its memory."""
         if tracked.breach is not None:
             return []
@@ -302,8 +319,12 @@ class LocalBackend:
             found = procs.find_launcher(job.id, job.attempt) if pid is None else None
             if found is None:
                 # Whatever is left of it (a job whose launcher was killed) must not run on
-                # beside the attempt that replaces it.
+                # beside the attempt that replaces it; nor may its cgroups stay behind.
                 procs.kill_job_processes(job.id)
+                for group in self.isolation.cgroups_for(job.id, job.attempt):
+                    if group is not None and group.exists():
+                        self._stale.add(group)
+                        _try_remove_group(group)
                 return None
             pid, started = found.pid, found.create_time()
         if started is None:
@@ -357,7 +378,8 @@ class LocalBackend:
     def _end_orphaned(self, tracked: _Tracked) -> int:
         left = self._kill_tree(tracked)
         for group in tracked.groups:
-            _remove_group(group)
+            if not _try_remove_group(group):
+                self._stale.add(group)  # still emptying: next round
         return left
 
     def exit_record_for(self, job_id: str, attempt: int) -> ExitRecord | None:
@@ -386,18 +408,20 @@ def _cores(cores: frozenset[int] | set[int]) -> str:
     return ",".join(str(c) for c in sorted(cores))
 
 
-def _remove_group(group: Path) -> None:
-    for _ in range(50):  # the kernel frees a cgroup once its last process is reaped
-        for pid in isolation.read_pids(group):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        try:
-            group.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.02)
+def _try_remove_group(group: Path) -> bool:
+    """Kill what is left in a finished attempt's cgroup and remove it; done (or gone)?"""
+    for pid in isolation.read_pids(group):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    try:
+        group.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        # Busy: still emptying, retried next round. Anything else (a plain folder standing
+        # in for cgroupfs, no permission) will not change: give up on it.
+        return exc.errno != errno.EBUSY
+    return True
 
 
 def _attempt_start(log_path: Path, attempt: int) -> int:

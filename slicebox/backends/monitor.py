@@ -35,13 +35,42 @@ Children = dict[int, list[int]]
 
 def tree(launcher: int, groups: Iterable[Path], children: Children | None = None) -> set[int]:
     """Every live process of a job: the launcher's descendants (it is their subreaper, so
-    orphans stay below it) and whatever is in the job's cgroups. ``children``: a
-    ``children_map()`` taken once for a whole round (one scan of /proc, not one per job)."""
-    pids = _descendants(launcher, children if children is not None else children_map())
+    orphans stay below it) and whatever is in the job's cgroups. Walked down from the
+    launcher through ``/proc/<pid>/task/<tid>/children`` (cost: the tree's size), or with
+    ``children``, a ``children_map()`` of the whole machine, where the kernel lacks that."""
+    if children is None and HAVE_CHILDREN_FILES:
+        pids = _walk_down(launcher)
+    else:
+        pids = _descendants(launcher, children if children is not None else children_map())
     for group in groups:
         pids.update(isolation.read_pids(group))
     pids.discard(launcher)  # the launcher itself is ours, not the job's
     return pids
+
+
+HAVE_CHILDREN_FILES = os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
+
+
+def _walk_down(root: int) -> set[int]:
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            for kid in kids:
+                if kid not in found:
+                    found.add(kid)
+                    todo.append(kid)
+    return found
 
 
 def children_map() -> Children:

@@ -49,7 +49,9 @@ def simulate(
                                     progress=on_progress, trace_format=trace_format,
                                     skip_bad_lines=skip_bad_lines)
         except TraceError as exc:
-            raise fail(f"bad trace: {exc} (--skip-bad-lines goes on past such lines)") from None
+            # line 0: the file as a whole (missing, too big, unknown format): no line to skip
+            hint = " (--skip-bad-lines goes on past such lines)" if exc.line > 0 else ""
+            raise fail(f"bad trace: {exc}{hint}") from None
         except (SliceboxError, RegistryError) as exc:
             # Only errors we raise on purpose; anything else is a bug and shows as one.
             # (RegistryError: an unknown policy name; not a SliceboxError yet.)

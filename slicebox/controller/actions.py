@@ -81,8 +81,8 @@ class JobActions:
             job = self.store.job(job_id)
             if job.state.terminal:
                 return
-            if job.state in ACTIVE and job.pid is not None and job.stop is None:
-                self.stop(job, JobState.FAILED, reason, report)
+            if job.state in ACTIVE and job.stop is None and self._may_run(job):
+                self.stop(job, JobState.FAILED, reason, report)  # ends once it is gone
                 return
             if job.stop is not None and job.state in ACTIVE:
                 return  # already being stopped; it ends once its process is gone
@@ -93,6 +93,12 @@ class JobActions:
             return
         except Exception:  # noqa: BLE001 - failing must not become the crash it contains
             log.exception("job %s: could not record its failure (%s)", job_id, reason)
+
+    def _may_run(self, job: JobRecord) -> bool:
+        """A process of the job may be running (recorded, or started and not yet recorded):
+        it must be stopped, not forgotten."""
+        running = getattr(self.backend, "running", None)
+        return job.pid is not None or (callable(running) and job.id in running())
 
     def launch(self, job: JobRecord, comp: Composition, report: RoundReport) -> None:
         try:

@@ -18,6 +18,7 @@ Nothing one job does (or fails to do) stops the loop: see ``JobActions.contained
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from slicebox.tracking import JobTracker
 
 _KIND_MAX = 32  # the event table's kind column
+log = logging.getLogger("slicebox.controller")
 
 
 class Controller:
@@ -173,7 +175,12 @@ class Controller:
         stopping = [j.id for j in jobs if j.stop is not None]
         snapshot = ClusterSnapshot(now, tuple(v for k, v in views.items() if k not in stopping),
                                    state.capacity(), self.profiles, nodes=state.node_views())
-        decision = self.policy.decide(snapshot)
+        try:
+            decision = self.policy.decide(snapshot)
+        except Exception:  # noqa: BLE001 - no one job to blame: keep running, retry
+            log.exception("the %s policy failed; nothing starts this round", self.policy.name)
+            self._decided_at = -1
+            return self._counts
         if stopping:
             held = tuple(a for a in (views[k].current for k in stopping) if a is not None)
             decision = dataclasses.replace(decision, run=held + tuple(
@@ -183,7 +190,12 @@ class Controller:
         data = DataCache([*(cache_entry(d) for d in self.store.datasets()),
                           *(CacheEntry(k, n, st.volume, st.target, st.size_gib, now)
                             for (k, n), (_, st) in copying.items())])
-        plan = self.placer.place(state, snapshot, decision, data=data)
+        try:
+            plan = self.placer.place(state, snapshot, decision, data=data)
+        except Exception:  # noqa: BLE001 - as for the policy
+            log.exception("placement failed; nothing starts this round")
+            self._decided_at = -1
+            return self._counts
         by_id = {j.id: j for j in jobs}
         self._apply(plan, state, by_id, decision, set(stopping), copying, report)
         if report.started or report.finished or report.staging or report.stopping:

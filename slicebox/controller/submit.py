@@ -22,10 +22,12 @@ def submit_file(store: Store, pool: Pool, placer: Placer, path: str | Path,
     program that cannot be found); nothing is written then. ``placer`` must be the
     pool's (it answers the "could this ever fit" question).
     """
-    return admission.submit_file(store, path, placer.feasible, cwd=cwd)
+    return admission.submit_file(store, path, placer.feasible, cwd=cwd,
+                                 env_allow=pool.env_allow)
 
 
 def submit_spec(store: Store, pool: Pool, placer: Placer, spec: JobSpec,
                 cwd: str | Path | None = None, source: str = "job spec") -> str:
     """``submit_file`` for a spec already in hand (the API, tests)."""
-    return admission.submit_spec(store, spec, placer.feasible, cwd=cwd, source=source)
+    return admission.submit_spec(store, spec, placer.feasible, cwd=cwd, source=source,
+                                 env_allow=pool.env_allow)

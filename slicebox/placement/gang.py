@@ -110,12 +110,13 @@ class _Gang:
                 if self.room(n, size, size):
                     self.take(n, size)
         if self.left > 0:  # the remainder on the tightest node that holds it
-            for n in state.nodes_with_free_gpus(kind, self.left):
+            need = math.ceil(self.cpus * self.left / self.count - EPS)
+            for n in state.nodes_with_free_gpus(kind, self.left, need):
                 if self.room(n, self.left, len(state.free_gpus_on(n, kind))):
                     self.take(n, self.left)
                     break
         if self.left > 0:  # then partly free nodes, most free first
-            for free, n in state.nodes_by_most_free_gpus(kind):
+            for free, n in state.nodes_by_most_free_gpus(kind, min(self.cpus, 1)):
                 take = min(self.cap(n, free), self.left)
                 if self.room(n, take, free):
                     self.take(n, take)
@@ -125,7 +126,8 @@ class _Gang:
     def spread(self) -> None:
         state, per_gpu = self.state, 1
         room: dict[int, int] = {}
-        for free, n in state.nodes_by_most_free_gpus(self.kind):
+        need = math.ceil(self.cpus * per_gpu / self.count - EPS)
+        for free, n in state.nodes_by_most_free_gpus(self.kind, need):
             if self.room(n, per_gpu, free):
                 room[n] = self.cap(n, free)
                 if len(room) >= self.count:

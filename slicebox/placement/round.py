@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -195,7 +196,10 @@ class PlacementRound:
             self.stop.append(job_id)
             reshaped[job_id] = comp
             todo.append(want)
-        draining_held = sum(1 for j in draining if j in state) if draining else 0
+        draining_held = 0
+        if draining:  # a set meets the held jobs in C; another collection is walked
+            draining_held = (len(state.held_ids() & draining) if isinstance(draining, AbstractSet)
+                             else sum(1 for j in draining if j in state))
         if held + draining_held + len(as_is) < len(state) + len(reshaped):
             # Some running job is not in the decision: it is stopped. Only now is the
             # state scanned, so a round with no such job never looks at the running jobs.

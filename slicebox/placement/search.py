@@ -212,11 +212,10 @@ def find_whole(state: PoolState, job_id: str, kind: str, count: int, cpus: int,
                      f"{want} on one node; largest free set is {largest}{tail}")
     best: tuple[tuple[object, ...], int, tuple[int, ...]] | None = None
     compared = 0
-    seen_cores, seen_memory = 0, 0.0
-    for n in state.nodes_with_free_gpus(kind, count):
+    # Only nodes with the cores are walked (the index has them): in a busy pool most nodes
+    # with free GPUs may have too few cores left, and skipping them one by one is the cost.
+    for n in state.nodes_with_free_gpus(kind, count, cpus):
         if not _node_fits(state, n, cpus, memory):
-            seen_cores = max(seen_cores, state.free_core_count(n))
-            seen_memory = max(seen_memory, state.free_memory(n))
             continue
         free = state.free_gpus_on(n, kind)
         if gpu_memory is not None:
@@ -231,11 +230,22 @@ def find_whole(state: PoolState, job_id: str, kind: str, count: int, cpus: int,
         if isinstance(worst, int) and worst <= Link.NVLINK.rank or compared >= MAX_COMPARED_NODES:
             break
     if best is None:
-        return _short(want, cpus, memory, seen_cores, seen_memory)
+        return _short_of(state, want, kind, count, cpus, memory)
     _, n, devices = best
     comp = _compose(state, job_id, n, [_whole_slice(state, d) for d in devices], cpus, memory,
                     _numa_preference(state, devices))
-    return comp if comp is not None else _short(want, cpus, memory, seen_cores, seen_memory)
+    return comp if comp is not None else _short_of(state, want, kind, count, cpus, memory)
+
+
+def _short_of(state: PoolState, want: str, kind: str, count: int, cpus: int, memory: float
+              ) -> NoFit:
+    """What the nodes with ``count`` free GPUs lack (a walk over them all: only on failure,
+    and a round remembers failures)."""
+    seen_cores, seen_memory = 0, 0.0
+    for n in state.nodes_with_free_gpus(kind, count):
+        seen_cores = max(seen_cores, state.free_core_count(n))
+        seen_memory = max(seen_memory, state.free_memory(n))
+    return _short(want, cpus, memory, seen_cores, seen_memory)
 
 
 def find_fraction(state: PoolState, job_id: str, kind: str, fraction: float, cpus: int,

@@ -20,7 +20,7 @@ operation away, a copy costs a few list copies, and the state after ``allocate``
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, KeysView, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -427,21 +427,35 @@ class PoolState:
         self._index_node(n, on=False)
 
     # -- queries for placement ------------------------------------------------------------
-    def nodes_with_free_gpus(self, kind: str, count: int) -> Iterator[int]:
-        """Nodes with at least ``count`` free whole GPUs of ``kind``: tightest first (best fit),
-        then by node number."""
+    def nodes_with_free_gpus(self, kind: str, count: int, cores: int = 0) -> Iterator[int]:
+        """Nodes with at least ``count`` free whole GPUs of ``kind`` (and, when given, at
+        least ``cores`` free cores): tightest first (best fit), then by node number."""
         buckets = self._x.whole.get(kind, ())
+        mask = self._nodes_with_cores(cores)
         for free in range(max(count, 1), len(buckets)):
-            yield from bits(buckets[free])
+            yield from bits(buckets[free] & mask)
 
-    def nodes_by_most_free_gpus(self, kind: str, at_most: int | None = None
-                                ) -> Iterator[tuple[int, int]]:
-        """(free whole GPUs of ``kind``, node) for nodes with any, most free first (then by
-        node number); only nodes with at most ``at_most`` free when given."""
+    def _nodes_with_cores(self, cores: int) -> int:
+        """Bitmask of GPU nodes with at least ``cores`` free cores (-1: all, when 0)."""
+        if cores <= 0:
+            return -1
+        mask = 0
+        for free, nodes in self._x.cores[True].items():
+            if free >= cores:
+                mask |= nodes
+        return mask
+
+    def held_ids(self) -> KeysView[str]:
+        """The jobs that hold something (a live view: set operations run in C)."""
+        return self._jobs.keys()
+
+    def nodes_by_most_free_gpus(self, kind: str, cores: int = 0) -> Iterator[tuple[int, int]]:
+        """(free whole GPUs of ``kind``, node) for nodes with any (and, when given, at least
+        ``cores`` free cores), most free first, then by node number."""
         buckets = self._x.whole.get(kind, ())
-        top = len(buckets) - 1 if at_most is None else min(at_most, len(buckets) - 1)
-        for free in range(top, 0, -1):
-            for n in bits(buckets[free]):
+        mask = self._nodes_with_cores(cores)
+        for free in range(len(buckets) - 1, 0, -1):
+            for n in bits(buckets[free] & mask):
                 yield free, n
 
     def whole_nodes(self, kind: str, count: int) -> Iterator[int]:

@@ -68,6 +68,9 @@ MAX_LIST = 64  # GPU groups, volumes, NVLink groups of one node; shared volumes
 MAX_TEXT = 4096  # any string: paths, uuids, link names
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 MAX_ENV_ALLOW = 256
+# YAML values (aliases counted as what they repeat). Alibaba's 1,213-node pool written out
+# in full holds about 250,000; a 4 MB file cannot hold more than 2 million without aliases.
+MAX_POOL_VALUES = 2_000_000
 _UUID_NAMESPACE = uuid.UUID("6b1f3c52-2f4e-4c1e-9a8e-5d2c7a1b9e01")  # fixed: stable UUIDs
 _LINK_WORDS = {"x": Link.SELF, "nv": Link.NVLINK, "pix": Link.PIX, "pxb": Link.PXB,
                "phb": Link.NODE, "node": Link.NODE, "sys": Link.SYS}
@@ -436,7 +439,8 @@ def parse_pool(data: object, source: str = "pool file") -> Pool:
 def load_pool(path: str | Path) -> Pool:
     """Read a pool YAML file, refusing unreadable, huge or non-YAML files with a clear reason."""
     path = Path(path)
-    data = read_yaml(path, MAX_POOL_BYTES, "a pool file", PoolFileError)
+    data = read_yaml(path, MAX_POOL_BYTES, "a pool file", PoolFileError,
+                     max_nodes=MAX_POOL_VALUES)
     return parse_pool(data, str(path))
 
 

@@ -51,11 +51,11 @@ class VolumeDecl(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
     tier: Tier | None = None
-    read_mbps: float | None = Field(None, gt=0)
-    write_mbps: float | None = Field(None, gt=0)
-    capacity_gib: float | None = Field(None, gt=0)
+    read_mbps: float | None = Field(default=None, gt=0)
+    write_mbps: float | None = Field(default=None, gt=0)
+    capacity_gib: float | None = Field(default=None, gt=0)
     skip: bool = False
 
 

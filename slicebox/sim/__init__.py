@@ -8,7 +8,10 @@ simulated clock.
 
 Submodules: ``traces`` (readers), ``workload_models`` (speed data), ``workloads``
 (trace records -> simulated jobs), ``speed`` (how fast a job runs on a slice),
-``engine`` (the event loop), ``metrics`` / ``report`` (what came out), ``pools``
-(the clusters the published results used), ``allocation_curve`` (FGD's method).
+``engine`` (the event loop) with ``clock`` (simulated time and events), ``accounting``
+(each job's progress and view) and ``placement`` (the live placer on one long-lived
+``PoolState``: the simulator has no placement of its own), ``metrics`` / ``report``
+(what came out), ``pools`` (the clusters the published results used),
+``allocation_curve`` (FGD's method, through the same placement round).
 This package imports nothing eagerly so that reading a trace stays cheap.
 """

@@ -120,7 +120,7 @@ class JobBook:
         run.state = JobState.STAGING if setup > 0 else JobState.RUNNING
         if setup > 0:
             self.setup_gpus += run.held
-        run.assignment = held_assignment(run.id, comp, gpus)
+        run.assignment = current_assignment(run.id, comp, gpus)
         self.set_view(run)
 
     def stop(self, run: JobRun, now: float) -> None:
@@ -187,7 +187,7 @@ class JobBook:
             # nothing frozen is mutated.
             view = make(JobView)
             fields = view.__dict__
-            fields.update(run.view.__dict__)  # type: ignore[union-attr]
+            fields.update(run.view.__dict__)
             fields["remaining_work"] = left if left > 0.0 else 0.0
             fields["attained_gpu_seconds"] = run.attained + run.held * (now - mark)
             run.view = view
@@ -210,7 +210,7 @@ class JobBook:
         return tuple(records)
 
 
-def held_assignment(job_id: str, comp: Composition, gpus: int) -> Assignment:
+def current_assignment(job_id: str, comp: Composition, gpus: int) -> Assignment:
     """What a running job holds, as a policy reads it (``JobView.current``): the node and
     devices of a one-node composition, the first node of a gang."""
     first = comp.parts[0]

@@ -25,6 +25,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import compress
+from operator import attrgetter, not_
 
 from slicebox.errors import InputError
 from slicebox.policies import common
@@ -71,6 +73,7 @@ class DecisionTiming:
     snapshot_seconds: float  # building the ClusterSnapshot
     decide_seconds: float  # policy.decide
     apply_seconds: float  # placement and starting/stopping jobs
+    cpu_seconds: float = 0.0  # CPU time of all three (this process; robust on a busy machine)
 
 
 class Engine:
@@ -99,7 +102,9 @@ class Engine:
         self.notes: list[str] = []
         self.not_placed: Counter[str] = Counter()  # NoFit.field of each job left waiting
         self.start_log: list[tuple[float, Composition]] = []  # every start, in order
-        self._current: dict[str, Assignment] = {}  # what each running job holds, as seen
+        # id() of each running job's JobView.current -> its job (the object is kept alive
+        # by the run, so its id is its own)
+        self._held: dict[int, str] = {}
         self.last_snapshot: ClusterSnapshot | None = None
         self.decision_log: list[DecisionTiming] = []
         self._timeline: list[tuple[float, float, float, int, float, int]] = []
@@ -215,11 +220,13 @@ class Engine:
             refresh = not common.free_fits(waiting, self.placement.free_gpus())
         if refresh and book.running:
             book.refresh_running(now)
+        # The views by id go along, so placement finds the jobs it places in O(1).
         return ClusterSnapshot(now, tuple(book.views.values()), self.placement.capacity(),
                                self.profiles, self.options.round_seconds,
-                               self.placement.node_views())
+                               self.placement.node_views(), job_index=book.views)
 
     def _decide(self) -> None:
+        cpu0 = time.process_time() if self.options.log_decisions else 0.0
         t0 = time.perf_counter()
         snapshot = self._snapshot()
         self.last_snapshot = snapshot
@@ -234,21 +241,23 @@ class Engine:
         if self.options.log_decisions:
             self.decision_log.append(DecisionTiming(
                 self.clock.now, waiting, running, started - t0, spent,
-                time.perf_counter() - started - spent))
+                time.perf_counter() - started - spent, time.process_time() - cpu0))
 
     def _apply(self, snapshot: ClusterSnapshot, decision: Decision) -> None:
         # A running job whose assignment is the very one it holds (policies hand
-        # ``JobView.current`` back) stays as it is; placement is told so (``draining``: it
-        # holds what it holds this round) instead of comparing every running job's shape
-        # at every decision. This loop is per running job per decision: keep it lean.
-        current, by_id = self._current, self.book.by_id
-        as_is = {a.job_id for a in decision.run if current.get(a.job_id) is a}
-        if as_is:
-            rest = [a for a in decision.run if current.get(a.job_id) is not a]
+        # ``JobView.current`` back) stays as it is; placement is told so (``as_is``)
+        # instead of comparing every running job's shape at every decision. This loop is
+        # per running job per decision: keep it lean.
+        by_id, chosen = self.book.by_id, decision.run
+        # By object identity, in C (map/set), not by a Python loop over running jobs.
+        held = self._held.keys() & set(map(id, chosen))
+        as_is = set(map(self._held.__getitem__, held))
+        if held:
+            rest = list(compress(chosen, map(not_, map(held.__contains__, map(id, chosen)))))
             self._check(decision, rest)
             decision = Decision(tuple(rest), decision.reasons, decision.strict)
         else:
-            self._check(decision, decision.run)
+            self._check(decision, chosen)
         plan = self.placement.place(snapshot, decision, as_is)
         for job_id in plan.stop:
             self._stop(by_id[job_id])
@@ -262,7 +271,7 @@ class Engine:
     def _check(self, decision: Decision, others: Sequence[Assignment]) -> None:
         """The policy's contract: each job once, and only jobs that wait or run."""
         name = self.policy.name
-        if len({a.job_id for a in decision.run}) != len(decision.run):
+        if len(set(map(attrgetter("job_id"), decision.run))) != len(decision.run):
             twice = Counter(a.job_id for a in decision.run).most_common(1)[0][0]
             raise SimulationError(f"policy {name!r} chose job {twice!r} twice in one "
                                   "decision")
@@ -295,8 +304,7 @@ class Engine:
                  + staging_seconds(comp, self._staging_mbps))
         self.book.start(run, comp, rate, setup, gpus, self.clock.now)
         self.start_log.append((self.clock.now, comp))
-        assert run.assignment is not None
-        self._current[run.id] = run.assignment
+        self._held[id(run.assignment)] = run.id
         self.placement.held(run.handle, comp)
         if self._shares_a_card(comp):
             self._rerate_all(self.placement.sharers(comp))
@@ -309,7 +317,7 @@ class Engine:
     def _stop(self, run: JobRun) -> None:
         comp = run.comp
         assert comp is not None
-        del self._current[run.id]
+        del self._held[id(run.assignment)]
         self.book.stop(run, self.clock.now)
         self.placement.released(run.handle, comp)  # the round released it in the state
         if self._shares_a_card(comp):
@@ -318,7 +326,7 @@ class Engine:
     def _complete(self, run: JobRun) -> None:
         comp = run.comp
         assert comp is not None
-        del self._current[run.id]
+        del self._held[id(run.assignment)]
         self.book.complete(run, self.clock.now)
         self.placement.release(run.handle, comp)
         if self._shares_a_card(comp):

@@ -52,10 +52,11 @@ class SimPlacement:
     def place(self, snapshot: ClusterSnapshot, decision: Decision,
               as_is: AbstractSet[str] = frozenset()) -> Plan:
         """One round of the live placement, committed to the state. ``as_is``: running
-        jobs that keep exactly what they hold (the round neither keeps nor stops them).
+        jobs that keep exactly what they hold, unlooked-at (each must hold something in
+        the state; the round counts them rather than checking them).
         The caller reports the plan's stops (``released``) and starts (``held``) back."""
-        return self.placer.place(self.state, snapshot, decision, self.data, draining=as_is,
-                                 commit=True)
+        return self.placer.place(self.state, snapshot, decision, self.data, commit=True,
+                                 as_is=as_is)
 
     def held(self, handle: int, comp: Composition) -> None:
         """A job now holds ``comp`` (allocated in the state by the round)."""

@@ -69,7 +69,9 @@ def summary(result: SimResult) -> dict[str, object]:
         "metrics": {k: _json_number(v) for k, v in result.metrics.as_dict().items()},
         "run": {"decisions": result.decisions, "decision_seconds": result.decision_seconds,
                 "engine_seconds": result.engine_seconds, "events": result.events,
-                "skipped_lines": result.skipped_lines},
+                "skipped_lines": result.skipped_lines,
+                # a job the policy chose but placement left waiting, by what was short
+                "not_placed": dict(result.not_placed)},
         "notes": list(result.notes),
     }
 
@@ -81,6 +83,11 @@ def markdown(result: SimResult) -> str:
     lines += [f"| {label} | {value} |" for label, value in summary_rows(result)]
     if result.round_seconds:
         lines += ["", f"Scheduled in rounds of {result.round_seconds:g} s."]
+    if result.not_placed:
+        short = ", ".join(f"{field} {count:,}" for field, count in
+                          sorted(result.not_placed.items(), key=lambda fc: -fc[1]))
+        lines += ["", f"Chosen by the policy but left waiting by placement (what was short, "
+                      f"times): {short}."]
     for note in result.notes:
         lines += ["", f"Note: {note}"]
     return "\n".join(lines) + "\n"

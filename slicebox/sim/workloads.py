@@ -20,6 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from slicebox.errors import InputError
 from slicebox.pool.kinds import get_kind
 from slicebox.pool.model import Pool
 from slicebox.sim import datasets
@@ -63,7 +64,7 @@ def family_of(job: TraceJob) -> Family:
         return Family.DURATION
     if job.batch_size is not None:
         return Family.SIA
-    raise ValueError(f"job {job.id!r}: no duration, total_work or batch size to size it by")
+    raise InputError(f"job {job.id!r}: no duration, total_work or batch size to size it by")
 
 
 def pool_shares(pool: Pool) -> tuple[int, float]:
@@ -143,7 +144,7 @@ def _build_one(record: TraceJob, family: Family, kinds: tuple[str, ...], speeds:
             cpu_model = base
     allowed = _allowed_kinds(record, family, model, batch, kinds, speeds)
     if not allowed:
-        raise ValueError(f"job {record.id!r} ({workload}, {record.num_gpus} GPUs) cannot run on "
+        raise InputError(f"job {record.id!r} ({workload}, {record.num_gpus} GPUs) cannot run on "
                          f"any kind of this pool ({', '.join(kinds) or 'no GPUs'})")
     demand = Demand(
         gpus=record.num_gpus,

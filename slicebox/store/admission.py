@@ -292,9 +292,9 @@ class _Walk:
                     child_real, child_info = resolve(path)
                 except PathProblem as exc:
                     raise PathProblem(f"{shown(path)}: {exc}") from None
-                if in_system_tree(child_real):
-                    raise PathProblem(f"{shown(path)} leads to {shown(child_real)}, inside "
-                                      "/dev, /proc or /sys")
+                if child_real == "/" or in_system_tree(child_real):
+                    raise PathProblem(f"{shown(path)} leads to {shown(child_real)}; "
+                                      "/, /dev, /proc and /sys are not data")
             self.visit(child_real, child_info, (*ancestors, here))
 
 

@@ -26,3 +26,18 @@ def test_submit_refuses_a_nul_in_an_env_value(tmp_path: Path, monkeypatch) -> No
     assert "env.A: contains a NUL character" in result.output
     listed = runner.invoke(app, [*state, "ps", "--all", "--json"])
     assert json.loads(listed.output) == []
+
+
+def test_a_pool_file_allow_list_lets_a_loader_name_through(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "j.yaml").write_text("name: p\ncommand: [python3, -c, pass]\n"
+                                     "env: {PYTHONPATH: /opt/lib}\n")
+    allowing = tmp_path / "pool.yaml"
+    allowing.write_text(DGX.read_text() + "\nenv_allow: [PYTHONPATH]\n")
+    state = ["--state", str(tmp_path / "state")]
+    refused = runner.invoke(app, [*state, "submit", "j.yaml", "--pool", str(DGX)])
+    assert refused.exit_code == 2 and "env.PYTHONPATH: changes how programs load" in (
+        refused.output)
+    queued = runner.invoke(app, [*state, "submit", "j.yaml", "--pool", str(allowing), "--json"])
+    assert queued.exit_code == 0, queued.output
+    assert len(json.loads(queued.output)["submitted"]) == 1

@@ -43,14 +43,19 @@ texts = st.one_of(st.sampled_from(HOSTILE_TEXT),
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
                     st.floats(allow_nan=True, allow_infinity=True),
                     st.sampled_from([1e308, -1e308, 0.0, 2**62, 65536.0]), texts)
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(texts, inner, max_size=4), max_leaves=12)
+# Half the values are known troublemakers, so that a small budget still meets them.
+TROUBLE: list[Any] = [*HOSTILE_TEXT, "ok\x00", "\ud83d", math.inf, -math.inf, math.nan, 1e308,
+                      True, False, "1", "2.5", 2**63, -(2**70), None, [], {}]
+hostile = st.sampled_from(TROUBLE)
+values = st.one_of(hostile, st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                                         | st.dictionaries(texts, inner, max_size=4),
+                                         max_leaves=12))
 
 
 def _mutate(data: dict[str, Any], path: tuple[Any, ...], value: object) -> None:
     target: Any = data
     for part in path[:-1]:
-        if not isinstance(target, dict) or not isinstance(target.get(part), dict):
+        if not isinstance(target, dict) or not isinstance(target.get(part), dict | list):
             return
         target = target[part]
     last = path[-1]
@@ -113,6 +118,24 @@ def test_a_mutated_spec_is_valid_or_refused_naming_a_field(
         assert_names_a_field(str(exc), mutations[0][0] if len(mutations) == 1 else ("",))
         return
     assert_valid(spec)
+
+
+TEXT_FIELDS = [("command", 1), ("env", "A"), ("workdir",), ("workload",), ("dataset", "path"),
+               ("checkpoint", "path"), ("command", 0)]
+
+
+@given(where=st.sampled_from(TEXT_FIELDS),
+       text=st.tuples(st.text(max_size=10), st.sampled_from(["\x00", "\ud800", "\udcff",
+                                                             "\udfff", "\ud83d"]),
+                      st.text(max_size=10)).map("".join))
+def test_text_that_cannot_reach_exec_is_refused_in_every_text_field(
+        where: tuple[Any, ...], text: str) -> None:
+    data = json.loads(json.dumps(BASE))
+    data.setdefault(where[0], {})
+    _mutate(data, where, text)
+    with pytest.raises(SpecError) as info:
+        parse_spec(data)
+    assert ".".join(map(str, where)) in str(info.value)
 
 
 SNIPPETS = ["\x00", '"\\0"', '"\\ud800"', "\n  - ", ": ", "[" * 40, "{", "&a ", "*a", "!!set ",

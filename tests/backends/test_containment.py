@@ -163,8 +163,12 @@ def test_kill_9_of_the_launcher_leaves_nothing_running(store: Store, contained: 
     assert isinstance(exited, Exited) and exited.exit_code == -signal.SIGKILL
     assert "launcher" in (exited.error or "") and "memory" not in (exited.error or "")
     _no_leftovers(job.id)
-    for group in contained.isolation.cgroups_for(job.id, job.attempt):
-        assert group is None or not group.exists()
+    groups = [g for g in contained.isolation.cgroups_for(job.id, job.attempt) if g]
+    end = time.monotonic() + 5
+    while any(g.exists() for g in groups) and time.monotonic() < end:
+        contained.poll()  # the backend removes what the dead launcher could not
+        time.sleep(0.05)
+    assert not any(g.exists() for g in groups)
 
 
 def test_a_job_sees_its_own_staged_copy_in_dev_shm_and_no_other(store: Store, state: Path):
@@ -191,3 +195,22 @@ def test_a_job_sees_its_own_staged_copy_in_dev_shm_and_no_other(store: Store, st
         for folder in (mine, theirs):
             (folder / "train.bin").unlink(missing_ok=True)
             folder.rmdir()
+
+
+def test_the_launcher_ignores_the_environment_it_hands_to_the_job(store: Store, state: Path,
+                                                                  tmp_path: Path):
+    """A PYTHONPATH with a poisoned ``json`` module (what the launcher imports) reaches the
+    job, as declared, but never the launcher."""
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "json.py").write_text("raise SystemExit(99)\n")
+    (evil / "argparse.py").write_text("raise SystemExit(98)\n")
+    backend = LocalBackend(state, base_env={"PATH": os.environ["PATH"],
+                                            "PYTHONPATH": str(evil)})
+    job, comp = started_job(store, composition, [
+        "python3", "-c", "import os; print('JOB-SEES', os.environ['PYTHONPATH'])"])
+    started = backend.launch(job, comp)
+    exited, _ = wait_for(backend, job.id)
+    log = Path(started.log_path).read_text()
+    assert exited.exit_code == 0, log
+    assert f"JOB-SEES {evil}" in log

@@ -25,6 +25,8 @@ def test_demo_runs_every_example_as_designed_and_tracks_each_job(tmp_path: Path,
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{"):])
     assert report["ok"]
+    ran_on = report["controller"]  # the report says where the controller ran
+    assert ran_on["cores"] and ran_on["reserved"] is False and ran_on["cpu_seconds"] > 0
     checks = {c["name"]: c["ok"] for c in report["checks"]}
     assert all(checks.values()), checks
     assert {"every job succeeded", "every job reached its quality target",

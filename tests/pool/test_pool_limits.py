@@ -170,6 +170,16 @@ def test_a_node_list_with_absurd_values_is_refused_naming_its_line(
         pools.alibaba_pool(path, cpu_scale=10)
 
 
+def test_a_large_written_out_pool_loads_back(tmp_path: pathlib.Path) -> None:
+    # 550 nodes of 8 GPUs with their link matrices: about 110,000 YAML values, more than
+    # a job spec may have (untrusted.MAX_NODES), well within a pool file's limits.
+    pool = parse_pool({"nodes": [node(replicas=550, gpus=[{"kind": "V100", "count": 8}])]})
+    path = tmp_path / "big.yaml"
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # the pure-Python one is slow
+    path.write_text(yaml.dump(pool_to_dict(pool), Dumper=dumper))
+    assert load_pool(path) == pool
+
+
 def test_a_node_list_longer_than_a_pool_may_be_is_refused_before_building(
         tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pools, "MAX_POOL_NODES", 2)

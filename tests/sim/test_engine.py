@@ -136,7 +136,6 @@ def test_the_engine_places_through_one_long_lived_pool_state() -> None:
     # made on the engine's PoolState; at every start no device or core is held twice, and
     # at the end everything is released exactly (the state is that of an empty pool).
     from slicebox.placement.state import PoolState
-    from slicebox.sim.engine import Engine
 
     rng = np.random.default_rng(11)
     jobs = [duration_job(f"j{i}", float(rng.uniform(0, 1500)), float(rng.uniform(10, 600)),
@@ -158,3 +157,7 @@ def test_jobs_left_waiting_are_counted_by_the_field_placement_names() -> None:
     result = run(jobs, pool(gpus=4))
     assert result.jobs[1].first_start == pytest.approx(100.0)
     assert result.not_placed.get("gpus", 0) >= 1
+    from slicebox.sim import report
+
+    assert report.summary(result)["run"]["not_placed"] == dict(result.not_placed)  # type: ignore[index]
+    assert "left waiting by placement (what was short, times): gpus" in report.markdown(result)

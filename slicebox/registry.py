@@ -10,10 +10,12 @@ import importlib
 from collections.abc import Callable
 from typing import Generic, TypeVar, cast
 
+from slicebox.errors import InputError
+
 T = TypeVar("T")
 
 
-class RegistryError(LookupError):
+class RegistryError(InputError, LookupError):
     pass
 
 

@@ -131,7 +131,7 @@ def read_regular_file(path: str | os.PathLike[str], max_bytes: int, what: str) -
     return b"".join(chunks)
 
 
-class _UniqueKeyLoader(_SafeLoader):  # type: ignore[misc, valid-type]
+class _UniqueKeyLoader(_SafeLoader):
     """``safe_load`` semantics, except that a key given twice in one mapping is an error."""
 
     def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
@@ -150,7 +150,7 @@ class _UniqueKeyLoader(_SafeLoader):  # type: ignore[misc, valid-type]
                         None, None, f"the key {shown_key(key)} is given twice",
                         key_node.start_mark)
                 seen.add(key)
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+        return super().construct_mapping(node, deep=deep)
 
 
 def _check_shape(text: str, max_depth: int, max_nodes: int) -> str | None:

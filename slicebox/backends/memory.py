@@ -126,6 +126,11 @@ class MemoryBackend:
         """Jobs running here now, with what they hold."""
         return {j: r.comp for j, r in self._running.items()}
 
+    def stopping(self) -> bool:
+        """Whether an exit (a stop, ``finish``) or an aborted copy waits for ``poll``."""
+        return bool(self._aborted) or any(r.exit_code is not None
+                                          for r in self._running.values())
+
     def next_end(self) -> float:
         """When the next running job ends by its duration (inf: none will by itself)."""
         return min((r.ends for r in self._running.values() if r.exit_code is None),

@@ -12,10 +12,10 @@ from collections.abc import Collection, Sequence
 
 from slicebox.placement.feasibility import Feasibility
 from slicebox.placement.round import PlacementRound, unchanged
-from slicebox.placement.staging import DataCache
+from slicebox.placement.staging import DataCache, tmpfs_volumes
 from slicebox.placement.state import PoolState
 from slicebox.pool.composition import Composition, NoFit, Plan
-from slicebox.pool.model import Pool
+from slicebox.pool.model import Node, Pool
 from slicebox.pool.slices import SliceType
 from slicebox.profiles.base import ThroughputModel
 from slicebox.snapshot import Assignment, ClusterSnapshot, Decision, JobView
@@ -29,6 +29,11 @@ class Placer:
         self.pool = pool
         self.profiles = profiles
         self._feasible = Feasibility(pool)
+        # Nodes whose staged copies may sit in RAM (number, node): the only ones a round
+        # counts staged memory on, so a pool without tmpfs volumes pays nothing for it.
+        self.tmpfs_nodes: tuple[tuple[int, Node], ...] = tuple(
+            (n, node) for n, node in enumerate(pool.nodes) if tmpfs_volumes(node))
+        self.tmpfs_node_numbers = frozenset(n for n, _ in self.tmpfs_nodes)
 
     def feasible(self, demand: Demand) -> NoFit | None:
         """None if ``demand`` could fit on the empty pool, else why not (naming the field;

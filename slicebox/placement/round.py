@@ -36,7 +36,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from slicebox.placement import gang, search
-from slicebox.placement.staging import DataCache
+from slicebox.placement.staging import EPS, DataCache
 from slicebox.placement.state import PoolState
 from slicebox.pool.composition import Composition, NoFit, Plan
 from slicebox.pool.slices import SliceType
@@ -48,27 +48,29 @@ if TYPE_CHECKING:
 
 
 class _Journal:
-    """Allocations and releases made on a state during a round, undone at its end."""
+    """Allocations, releases and staged-memory counts made on a state during a round,
+    undone at its end (last first)."""
 
     def __init__(self, state: PoolState):
         self.state = state
-        self.steps: list[tuple[bool, Composition]] = []
+        self.steps: list[Callable[[], object]] = []  # each undoes one step
 
     def allocate(self, comp: Composition) -> None:
         self.state.allocate(comp)
-        self.steps.append((True, comp))
+        self.steps.append(functools.partial(self.state.release, comp.job_id))
 
     def release(self, job_id: str) -> Composition:
         comp = self.state.release(job_id)
-        self.steps.append((False, comp))
+        self.steps.append(functools.partial(self.state.allocate, comp))
         return comp
 
+    def staged_memory(self, n: int, gib: float) -> None:
+        old = self.state.set_staged_memory(n, gib)
+        self.steps.append(functools.partial(self.state.set_staged_memory, n, old))
+
     def undo(self) -> None:
-        for allocated, comp in reversed(self.steps):
-            if allocated:
-                self.state.release(comp.job_id)
-            else:
-                self.state.allocate(comp)
+        for step in reversed(self.steps):
+            step()
         self.steps.clear()
 
 
@@ -211,6 +213,7 @@ class PlacementRound:
         if self._views is not None:  # an unchanged() check indexed too few: index again
             self._views = None
         in_use = state.staged_in_use()
+        self._count_staged_memory()
         order = self._kind_order(todo)
         blocker: str | None = None
         for want in todo:
@@ -223,13 +226,18 @@ class PlacementRound:
             if view is None and job_id not in reshaped:
                 self.waiting[job_id] = _note("job", "not among the snapshot's jobs")
                 continue
-            result = self._place(job_id, want, view, order.get(job_id))
+            found = self._place(job_id, want, view, order.get(job_id))
+            short = None
+            if isinstance(found, NoFit) and found.field == "memory_gib" and not found.never:
+                short = found  # perhaps only tmpfs copies no job reads stand in the way
+                found = self._reclaiming(job_id, want, view, order.get(job_id), in_use, found)
+            result = found if isinstance(found, NoFit) else self._stage(found, view, in_use,
+                                                                        short)
             if isinstance(result, NoFit):
                 self._not_placed(job_id, result, reshaped)
                 if self.decision.strict and job_id not in self.keep:
                     blocker = job_id
                 continue
-            result = self._stage(result, view, in_use)
             self.journal.allocate(result)
             self.starts.append(result)
         return Plan(tuple(self.starts), tuple(self.keep), tuple(self.stop),
@@ -319,22 +327,82 @@ class PlacementRound:
             self.failed[key] = result
         return result
 
+    # -- staged copies in RAM (see staging.py) ---------------------------------------------
+    def _count_staged_memory(self) -> None:
+        """Count the cache's tmpfs copies against their nodes' memory for this round."""
+        data, state = self.data, self.state
+        if data is None:
+            return
+        for n, node in self.placer.tmpfs_nodes:
+            gib = data.tmpfs_gib(node)
+            if gib != state.staged_memory(n):
+                self.journal.staged_memory(n, gib)
+
+    def _reclaiming(self, job_id: str, want: Assignment, view: JobView | None,
+                    kinds: Sequence[str] | None, in_use: set[tuple[str, str]], short: NoFit
+                    ) -> Composition | NoFit:
+        """``short``: the job's memory does not fit. Search again as if the tmpfs copies no
+        running job reads were gone; only the job's own new copy can evict them (its
+        evict list), so this is tried only for a job with data to copy, and ``_stage``
+        then checks that copy frees enough on its first node. The counts are put back."""
+        data, state = self.data, self.state
+        if (data is None or not self.placer.tmpfs_nodes or view is None
+                or view.dataset is None or view.dataset.path is None):
+            return short
+        unused = {n: (node, sum(e.size_gib for e in data.unused_tmpfs(node, in_use)))
+                  for n, node in self.placer.tmpfs_nodes}
+        unused = {n: v for n, v in unused.items() if v[1] > 0}
+        if not unused:
+            return short
+        failed, self.failed = self.failed, {}  # other counts: earlier failures may fit
+        try:
+            for n, (_, gib) in unused.items():
+                self.journal.staged_memory(n, max(0.0, state.staged_memory(n) - gib))
+            found = self._place(job_id, want, view, kinds)
+        finally:
+            self.failed = failed
+            for n, (node, _) in unused.items():
+                self.journal.staged_memory(n, data.tmpfs_gib(node))
+        if isinstance(found, NoFit):
+            return short
+        topo = state.topo
+        for part in found.parts[1:]:  # evictions happen on the first part's node only
+            if part.memory_gib > state.free_memory(topo.node_index[part.node]) + EPS:
+                return short
+        return found
+
     def _stage(self, comp: Composition, view: JobView | None,
-               in_use: set[tuple[str, str]]) -> Composition:
+               in_use: set[tuple[str, str]], short: NoFit | None = None
+               ) -> Composition | NoFit:
+        """Where the job's data comes from. A NoFit (``short``) when the job fits only if
+        unused tmpfs copies are evicted and its staging cannot carry that out."""
         if view is None or view.dataset is None:
-            return comp
+            return comp if short is None else short
         dataset = view.dataset
         if self.data is None:
             return dataclasses.replace(comp, data_path=dataset.path)
         first = comp.parts[0].node  # a gang's data is staged where its first part runs
-        node = self.state.pool.node(first)
+        n = self.state.topo.node_index[first]
+        node = self.state.pool.nodes[n]
+        in_ram = short is not None or n in self.placer.tmpfs_node_numbers
+        # The node's RAM left once the job has its memory (negative: to be reclaimed).
+        memory_free = (self.state.free_memory(n) - comp.parts[0].memory_gib
+                       if in_ram else None)
         staging = self.data.choose(node, dataset, now=self.snapshot.now,
-                                   shared=self.state.pool.shared_volumes, in_use=in_use)
+                                   shared=self.state.pool.shared_volumes, in_use=in_use,
+                                   memory_free=memory_free)
+        if memory_free is not None and memory_free < -EPS and (staging is None
+                                                                or staging.cached):
+            return short or NoFit("memory_gib", "GiB of memory", comp.parts[0].memory_gib,
+                                  comp.parts[0].memory_gib + memory_free,
+                                  f"node {first}: memory held by staged copies in RAM")
         if staging is None:
             return dataclasses.replace(comp, data_path=dataset.path)
         # Later jobs of this round see the copy as made (and never evict it).
         self.data.commit(first, staging, self.snapshot.now)
         in_use.add((staging.dataset, first))
+        if in_ram:
+            self.journal.staged_memory(n, self.data.tmpfs_gib(node))
         return dataclasses.replace(comp, staging=staging, data_path=staging.target)
 
     # -- profile-steered kinds -------------------------------------------------------------

@@ -93,6 +93,7 @@ class PoolState:
         self._jobs: dict[str, Composition] = {}
         self._staged: dict[tuple[str, str], int] = {}  # (dataset, node) -> running readers
         self._shapes: dict[str, HeldShape] = {}
+        self._staged_memory = [0.0] * n_node  # GiB of staged copies held in a node's RAM
         self._u = _Usage(
             whole_job=[None] * n_dev, frac_compute=[0.0] * n_dev, frac_memory=[0.0] * n_dev,
             frac_jobs=[0] * n_dev, mig_mask=[0] * n_dev, mig_compute=[0] * n_dev,
@@ -122,6 +123,7 @@ class PoolState:
         other._jobs = self._jobs.copy()
         other._staged = self._staged.copy()
         other._shapes = self._shapes.copy()
+        other._staged_memory = self._staged_memory.copy()
         other._u = self._u.copy()
         other._x = self._x.copy()
         return other
@@ -250,7 +252,7 @@ class PoolState:
         u.node_jobs[n] -= 1
         # An idle node gets its exact memory back: no float dust after many jobs.
         u.free_memory[n] = (u.free_memory[n] + part.memory_gib if u.node_jobs[n]
-                            else self.pool.nodes[n].memory_gib)
+                            else self.pool.nodes[n].memory_gib - self._staged_memory[n])
         for d in devices:
             self._index_device(d)
         self._index_node(n)
@@ -541,7 +543,28 @@ class PoolState:
         return list(zip(self.topo.node_numa[n], self._u.free_cores[n], strict=True))
 
     def free_memory(self, n: int) -> float:
+        """Node ``n``'s memory that no job and no staged tmpfs copy holds (may be
+        negative when copies were counted after jobs took the rest)."""
         return self._u.free_memory[n]
+
+    def staged_memory(self, n: int) -> float:
+        """GiB of node ``n``'s RAM held by staged copies on tmpfs volumes."""
+        return self._staged_memory[n]
+
+    def set_staged_memory(self, n: int, gib: float) -> float:
+        """Count ``gib`` of node ``n``'s RAM as held by staged tmpfs copies (a file in
+        tmpfs is RAM no job may take); returns the amount counted before. Placement keeps
+        this in line with its ``DataCache`` (see ``slicebox.placement.staging``)."""
+        if gib < 0:
+            raise ValueError(f"node {self.pool.nodes[n].name}: staged memory is negative "
+                             f"({gib})")
+        old = self._staged_memory[n]
+        self._staged_memory[n] = gib
+        u = self._u
+        # As in ``_give_back``: an idle node's figure is exact, no float dust.
+        u.free_memory[n] = (u.free_memory[n] - (gib - old) if u.node_jobs[n]
+                            else self.pool.nodes[n].memory_gib - gib)
+        return old
 
     def capacity(self) -> Capacity:
         t, u = self.topo, self._u

@@ -96,14 +96,16 @@ class JobBook:
         run.view = JobView(id=job.id, demand=run.demand, submitted_at=job.arrival,
                            workload=job.workload, priority=job.priority,
                            state=JobState.QUEUED, remaining_work=job.work,
-                           reference_rate=run.ref_rate, dataset=job.dataset)
+                           reference_rate=run.ref_rate, dataset=job.dataset,
+                           weight=job.weight)
         self.views[job.id] = run.view
         self.waiting[run.handle] = run
         self.queued_gpus += run.demand.gpu_share
 
-    def start(self, run: JobRun, comp: Composition, rate: float, setup: float, gpus: int,
-              now: float) -> None:
-        """``run`` holds ``comp`` from now; it works at ``rate`` after ``setup`` seconds."""
+    def start(self, run: JobRun, comp: Composition, share: float, rate: float, setup: float,
+              gpus: int, now: float) -> None:
+        """``run`` holds ``comp`` (``share`` GPUs) from now; it works at ``rate`` after
+        ``setup`` seconds."""
         self.waiting.pop(run.handle, None)
         self.queued_gpus -= run.demand.gpu_share
         self.running[run.handle] = run
@@ -114,7 +116,7 @@ class JobBook:
             run.first_start = now
         run.mark = now
         run.ready_at = now + setup
-        run.held = comp.gpu_share
+        run.held = share
         run.rate = rate
         run.setup_seconds += setup
         run.state = JobState.STAGING if setup > 0 else JobState.RUNNING
@@ -169,7 +171,7 @@ class JobBook:
                            current=run.assignment, attained_gpu_seconds=run.attained,
                            remaining_work=max(run.work - run.done, 0.0),
                            reference_rate=run.ref_rate, dataset=job.dataset,
-                           preemptions=run.preemptions)
+                           preemptions=run.preemptions, weight=job.weight)
         self.views[job.id] = run.view
 
     def refresh_running(self, now: float) -> None:

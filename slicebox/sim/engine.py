@@ -296,17 +296,19 @@ class Engine:
     def _begin(self, run: JobRun, comp: Composition, gpus: int) -> bool:
         """Run a job on what it was given; False (nothing changed) if it has no speed
         there."""
-        rate = self._base_rate(run, comp)
+        share = comp.gpu_share  # a property that sums: computed once per start
+        rate = self._base_rate(run, comp, share)
         if rate <= 0.0:
             return False
         job = run.job
         setup = ((job.restart_seconds if run.starts else job.startup_seconds)
                  + staging_seconds(comp, self._staging_mbps))
-        self.book.start(run, comp, rate, setup, gpus, self.clock.now)
+        self.book.start(run, comp, share, rate, setup, gpus, self.clock.now)
         self.start_log.append((self.clock.now, comp))
         self._held[id(run.assignment)] = run.id
-        self.placement.held(run.handle, comp)
-        if self._shares_a_card(comp):
+        shared = share < len(comp.slices)
+        self.placement.held(run.handle, comp, share, shared)
+        if shared and self.options.interference:
             self._rerate_all(self.placement.sharers(comp))
         else:
             self._schedule(run)
@@ -318,18 +320,22 @@ class Engine:
         comp = run.comp
         assert comp is not None
         del self._held[id(run.assignment)]
+        share = run.held
+        shared = share < len(comp.slices)
         self.book.stop(run, self.clock.now)
-        self.placement.released(run.handle, comp)  # the round released it in the state
-        if self._shares_a_card(comp):
+        self.placement.released(run.handle, comp, share, shared)  # the round freed it
+        if shared and self.options.interference:
             self._rerate_all(self.placement.sharers(comp))
 
     def _complete(self, run: JobRun) -> None:
         comp = run.comp
         assert comp is not None
         del self._held[id(run.assignment)]
+        share = run.held
+        shared = share < len(comp.slices)
         self.book.complete(run, self.clock.now)
-        self.placement.release(run.handle, comp)
-        if self._shares_a_card(comp):
+        self.placement.release(run.handle, comp, share, shared)
+        if shared and self.options.interference:
             self._rerate_all(self.placement.sharers(comp))
 
     def _schedule(self, run: JobRun) -> None:
@@ -338,15 +344,13 @@ class Engine:
 
     # -- speed ---------------------------------------------------------------------
 
-    def _shares_a_card(self, comp: Composition) -> bool:
-        return self.options.interference and comp.gpu_share < len(comp.slices)
-
-    def _base_rate(self, run: JobRun, comp: Composition) -> float:
+    def _base_rate(self, run: JobRun, comp: Composition, share: float) -> float:
         job = run.job
         if not (job.demand.gpus or job.demand.fraction):
             return 1.0  # a CPU-only job's work is its duration: one second per second
-        per_node = tuple(len(p.slices) for p in comp.parts) if comp.multi_node else None
-        gpu_rate = self.speeds.job_rate(job, comp.kind, comp.gpu_share, per_node)
+        parts = comp.parts
+        per_node = tuple(len(p.slices) for p in parts) if len(parts) > 1 else None
+        gpu_rate = self.speeds.job_rate(job, comp.kind, share, per_node)
         return gpu_rate * self.speeds.cpu_factor(job, comp.core_count, comp.memory_gib)
 
     def _rerate_all(self, handles: list[int]) -> None:
@@ -360,7 +364,7 @@ class Engine:
         if comp is None:
             return
         run.settle(self.clock.now)
-        rate = self._base_rate(run, comp)
+        rate = self._base_rate(run, comp, run.held)
         if len(comp.slices) == 1:
             others = [h for h in self.placement.sharers(comp) if h != run.handle]
             if len(others) == 1:

@@ -58,27 +58,30 @@ class SimPlacement:
         return self.placer.place(self.state, snapshot, decision, self.data, commit=True,
                                  as_is=as_is)
 
-    def held(self, handle: int, comp: Composition) -> None:
-        """A job now holds ``comp`` (allocated in the state by the round)."""
-        self.allocated_share += comp.gpu_share
-        for key in _shared_cards(comp):
-            self._sharers.setdefault(key, []).append(handle)
+    def held(self, handle: int, comp: Composition, share: float, shared: bool) -> None:
+        """A job now holds ``comp`` (allocated in the state by the round): ``share`` GPUs
+        in all, ``shared``: on a share of a card."""
+        self.allocated_share += share
+        if shared:
+            for key in _shared_cards(comp):
+                self._sharers.setdefault(key, []).append(handle)
         self._touch(comp)
 
-    def released(self, handle: int, comp: Composition) -> None:
+    def released(self, handle: int, comp: Composition, share: float, shared: bool) -> None:
         """A job no longer holds ``comp`` (released in the state by the round)."""
-        self.allocated_share -= comp.gpu_share
-        for key in _shared_cards(comp):
-            holders = self._sharers[key]
-            holders.remove(handle)
-            if not holders:
-                del self._sharers[key]
+        self.allocated_share -= share
+        if shared:
+            for key in _shared_cards(comp):
+                holders = self._sharers[key]
+                holders.remove(handle)
+                if not holders:
+                    del self._sharers[key]
         self._touch(comp)
 
-    def release(self, handle: int, comp: Composition) -> None:
-        """A job finished (or could not run where it was put): free what it holds."""
+    def release(self, handle: int, comp: Composition, share: float, shared: bool) -> None:
+        """A job finished: free what it holds."""
         self.state.release(comp.job_id)
-        self.released(handle, comp)
+        self.released(handle, comp, share, shared)
 
     def sharers(self, comp: Composition) -> list[int]:
         """Handles of the jobs on the cards ``comp`` shares (itself included)."""
@@ -111,8 +114,11 @@ class SimPlacement:
         return self._views_tuple
 
     def _touch(self, comp: Composition) -> None:
-        index = self._node_index
-        self._dirty.update(index[p.node] for p in comp.parts)
+        parts = comp.parts
+        if len(parts) == 1:
+            self._dirty.add(self._node_index[parts[0].node])
+        else:
+            self._dirty.update(self._node_index[p.node] for p in parts)
 
 
 def _shared_cards(comp: Composition) -> Iterable[tuple[str, int]]:

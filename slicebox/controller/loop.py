@@ -173,6 +173,11 @@ class Controller:
         # A job being stopped holds its slices until its process is gone. The policy does
         # not see it; placement keeps it where it is, so nothing starts on what it holds.
         stopping = [j.id for j in jobs if j.stop is not None]
+        copying = copies_in_progress(jobs)
+        data = DataCache([*(cache_entry(d) for d in self.store.datasets()),
+                          *(CacheEntry(k, n, st.volume, st.target, st.size_gib, now)
+                            for (k, n), (_, st) in copying.items())])
+        self.placer.count_staged_memory(state, data)  # a copy in /dev/shm is RAM taken
         snapshot = ClusterSnapshot(now, tuple(v for k, v in views.items() if k not in stopping),
                                    state.capacity(), self.profiles, nodes=state.node_views())
         try:
@@ -186,10 +191,6 @@ class Controller:
             decision = dataclasses.replace(decision, run=held + tuple(
                 a for a in decision.run if a.job_id not in stopping))
             snapshot = dataclasses.replace(snapshot, jobs=tuple(views.values()))
-        copying = copies_in_progress(jobs)
-        data = DataCache([*(cache_entry(d) for d in self.store.datasets()),
-                          *(CacheEntry(k, n, st.volume, st.target, st.size_gib, now)
-                            for (k, n), (_, st) in copying.items())])
         try:
             plan = self.placer.place(state, snapshot, decision, data=data)
         except Exception:  # noqa: BLE001 - as for the policy

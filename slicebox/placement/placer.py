@@ -49,6 +49,13 @@ class Placer:
         return PlacementRound(self, state, snapshot, decision, data, draining, commit,
                               as_is).run()
 
+    def count_staged_memory(self, state: PoolState, data: DataCache) -> None:
+        """Count ``data``'s tmpfs copies in ``state``'s free memory, to keep (a round does
+        this for itself and undoes it with ``commit=False``; a caller that shows a policy
+        the state's capacity first calls this so the policy sees that RAM as taken)."""
+        for n, node in self.tmpfs_nodes:
+            state.set_staged_memory(n, data.tmpfs_gib(node))
+
     # -- kinds -------------------------------------------------------------------------
     def allowed_kinds(self, state: PoolState, want: Assignment, demand: Demand) -> list[str]:
         if want.kind is not None:

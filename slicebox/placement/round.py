@@ -14,7 +14,11 @@ The controller and the simulator both call this (through ``Placer.place``):
   decision; like draining jobs they are in neither ``plan.keep`` nor ``plan.stop``;
 * the other jobs of ``decision.run`` are placed in order; one that does not fit is
   skipped so smaller jobs behind it may start (backfill), unless ``decision.strict``;
-  every job left waiting gets a ``NoFit`` that says what is short.
+  every job left waiting gets a ``NoFit`` that says what is short;
+* staged copies on tmpfs volumes hold their node's RAM: with a ``DataCache`` the round
+  counts them in the state's free memory (``PoolState.staged_memory``), and a job short
+  of memory only because of copies no running job reads gets that RAM back through its
+  own copy's evict list (see ``staging.py``).
 
 Where an assignment leaves the kind open and the job may run on several kinds, profiles
 decide: each such job's gain on a kind is its speed there relative to its slowest
@@ -403,6 +407,8 @@ class PlacementRound:
         in_use.add((staging.dataset, first))
         if in_ram:
             self.journal.staged_memory(n, self.data.tmpfs_gib(node))
+        if staging.evict:
+            self.failed.clear()  # evicted tmpfs copies gave RAM back: a failure may fit now
         return dataclasses.replace(comp, staging=staging, data_path=staging.target)
 
     # -- profile-steered kinds -------------------------------------------------------------

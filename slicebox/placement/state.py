@@ -8,7 +8,9 @@ and the simulator alike. What it guarantees:
 * MIG instances occupy the card's 8 memory slices by NVIDIA's placement rules, at most
   7 compute slices, only on cards with MIG enabled (which then serve nothing else);
 * an ``allocate`` that would break any of that raises ``AllocationError`` and changes
-  nothing.
+  nothing;
+* a node's free memory also leaves out the RAM its staged tmpfs copies hold
+  (``staged_memory``, set by placement from its ``DataCache``; see ``staging.py``).
 
 Free capacity is indexed so a placement looks at a handful of candidates, not the pool:
 nodes by (kind, number of free whole GPUs), shared cards by (kind, compute left), MIG

@@ -202,6 +202,10 @@ class SliceboxPolicy(Policy):
         data_nodes: dict[str, list[str]] | None = None
         reserve = self._reserve(snapshot, sum(common.share(j) for j, _ in todo)) \
             if cpu_aware else 1.0
+        # The most free GPUs on any node: a job asking for more fits no node, so its
+        # sizing (a best-fit scan and a core search) can be skipped. Nodes only lose room
+        # in this loop, so it is recomputed only after a job took some.
+        most_free = float(room.gpus.max(initial=0.0)) if room is not None else 0.0
         for job, kind in todo:
             demand = job.demand
             if frag is not None and demand.gpus <= node_size:
@@ -218,8 +222,11 @@ class SliceboxPolicy(Policy):
             if data_nodes is None and job.dataset is not None and \
                     job.dataset.size_gib >= self.locality_gib:
                 data_nodes = self._data_nodes(snapshot)
-            out.append(self._sized(job, kind, snapshot, room, cpu_aware, data_nodes or {},
-                                   reserve))
+            sized = self._sized(job, kind, snapshot, room, cpu_aware, data_nodes or {},
+                                reserve, most_free)
+            if sized.node is not None:
+                most_free = float(room.gpus.max(initial=0.0))
+            out.append(sized)
         return out
 
     def _packing_target(self, snapshot: ClusterSnapshot,
@@ -237,9 +244,10 @@ class SliceboxPolicy(Policy):
         return target.weighted_by_gpu() if self.pack_by_gpu else target
 
     def _sized(self, job: JobView, kind: str | None, snapshot: ClusterSnapshot, room: NodeRoom,
-               cpu_aware: bool, data_nodes: dict[str, list[str]], reserve: float
-               ) -> Assignment:
-        """Cores (when sensitivity is known) and a node hint for one waiting job."""
+               cpu_aware: bool, data_nodes: dict[str, list[str]], reserve: float,
+               most_free: float = np.inf) -> Assignment:
+        """Cores (when sensitivity is known) and a node hint for one waiting job.
+        ``most_free``: the most free GPUs on any node of ``room`` (or more)."""
         demand = job.demand
         gpus, memory = demand.gpus, demand.memory_gib
         cpus = demand.cpus
@@ -251,6 +259,8 @@ class SliceboxPolicy(Policy):
                         (kind is None or room.kinds[i] == kind):
                     node = i
                     break
+        if node is None and gpus > most_free:
+            return Assignment(job.id, gpus, kind)  # no node has the GPUs: nothing to size
         if cpu_aware:
             best, fewest, _ = self._cores.options(job, snapshot.profiles, room.max_cpus)
             if node is None:

@@ -122,7 +122,7 @@ def test_placement_fills_staging_and_data_path() -> None:
     assert not data.entries()  # placement plans; the backend's commit records
     data.commit("box", a, now=1)
     state.apply(plan)
-    views = [running(j, state.composition(j.id)) for j in jobs]
+    views = [running(j, state.composition(j.id) or pytest.fail(j.id)) for j in jobs]
     later = place(pool, state, [*views, job("d", 0, dataset=ds)], data=data)
     d = by_job(later)["d"].staging
     assert d is not None and d.cached

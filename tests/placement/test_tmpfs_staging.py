@@ -171,3 +171,24 @@ def test_cache_keeps_its_per_volume_totals_through_commit_evict_and_forget() -> 
     data.forget("e", "box")
     assert data.tmpfs_gib(node) == 0 and data.used_gib("box", "shm") == 0
     assert DataCache.from_records(data.to_records()).used_gib("box", "nvme") == 9
+
+
+def test_ram_given_back_by_an_eviction_serves_later_jobs_of_the_round() -> None:
+    pool = _pool(SHM, NVME)
+    state, data = PoolState(pool), DataCache([_shm_copy("old", 5)])
+    # 3 GiB free: "b" does not fit; "a"'s 2.5 GiB copy evicts the 5 GiB one (4.5 left),
+    # so "c", the same shape as "b", fits although "b" failed earlier in the round.
+    jobs = [job("b", memory_gib=3.5), job("a", memory_gib=1, dataset=_data(2.5)),
+            job("c", memory_gib=3.5)]
+    plan = _round(pool, state, data, jobs)
+    assert set(by_job(plan)) == {"a", "c"} and plan.waiting["b"].field == "memory_gib"
+
+
+def test_a_caller_may_count_the_copies_before_showing_a_policy_the_capacity() -> None:
+    pool = _pool(SHM, NVME)
+    state, data = PoolState(pool), DataCache([_shm_copy("old", 5)])
+    Placer(pool).count_staged_memory(state, data)
+    assert state.capacity().free_memory_gib == 3
+    before = state.fingerprint()
+    _round(pool, state, data, [job("a", memory_gib=2)])
+    assert state.fingerprint() == before and state.staged_memory(0) == 5

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -124,11 +124,13 @@ class _Nodes:
         return self.tuple
 
 
-def place(placer: Placer, state: PoolState, snapshot: ClusterSnapshot, want: Assignment
-          ) -> Composition | None:
+def place(placer: Placer, state: PoolState, snapshot: ClusterSnapshot, want: Assignment,
+          placed: Collection[str] = ()) -> Composition | None:
     """One pod through the live placement round (``Placer.place``, committed to
-    ``state``): the pod's hint if it fits, else the search the controller runs."""
-    plan = placer.place(state, snapshot, Decision((want,)), commit=True)
+    ``state``): the pod's hint if it fits, else the search the controller runs.
+    ``placed``: every pod placed before; pods never leave, so the round keeps them as
+    they are (a round releases held jobs its decision does not name)."""
+    plan = placer.place(state, snapshot, Decision((want,)), commit=True, as_is=placed)
     return plan.start[0] if plan.start else None
 
 
@@ -161,6 +163,7 @@ def run_curve(pods: Sequence[TraceJob], pool: Pool, policy: Policy | str, seed: 
     allocated = np.zeros(len(order))
     requested = held = 0.0
     placed = 0
+    placed_ids: set[str] = set()
     for i, pod in enumerate(order):
         job = _view(pod, i)
         requested += pod.gpu_demand
@@ -168,8 +171,9 @@ def run_curve(pods: Sequence[TraceJob], pool: Pool, policy: Policy | str, seed: 
                                    profiles, None, nodes.snapshot_views())
         want = next((a for a in the_policy.decide(snapshot).run if a.job_id == job.id), None)
         if want is not None:
-            comp = place(placer, state, snapshot, want)
+            comp = place(placer, state, snapshot, want, placed_ids)
             if comp is not None:
+                placed_ids.add(comp.job_id)
                 nodes.take(comp, device_pos)
                 held += pod.gpu_demand
                 placed += 1

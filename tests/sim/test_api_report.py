@@ -93,6 +93,19 @@ def test_fgd_method_expands_to_130_percent_and_never_frees() -> None:
     assert again.at(1.3) == curve.at(1.3)  # seeded
 
 
+@pytest.mark.parametrize("policy", ["fifo", "fgd", "slicebox"])
+def test_pods_never_leave_so_allocation_never_exceeds_the_pool(policy: str) -> None:
+    # 130 % of the pool's GPUs arrive and none leave: whatever the policy (with placement
+    # hints or without), what is held can never pass the pool, and some pods must be
+    # refused. A round releases held jobs its decision does not name, so the experiment
+    # must keep every earlier pod as it is.
+    the_pool = pool(nodes=4, gpus=4, cores=32)
+    curve = allocation_curve.run_curve(_pods(), the_pool, policy, seed=1)
+    assert curve.arrived[-1] >= 1.3 - 1e-9
+    assert max(curve.allocated) <= 1.0 + 1e-9
+    assert curve.placed < curve.pods
+
+
 def test_fgd_packs_better_than_the_default_placement_on_shared_gpus() -> None:
     # Halves arrive before whole-GPU pods; spreading halves leaves no whole GPU.
     pods = [TraceJob(f"h{i}", float(i), 1, "alibaba", gpu_fraction=0.5, cpus=1.0,

@@ -18,7 +18,7 @@ from slicebox import policies
 from slicebox.policies.base import Policy
 from slicebox.pool.model import Pool
 from slicebox.sim import pools
-from slicebox.sim.engine import DEFAULT_ROUND_SECONDS, Engine, EngineOptions, Progress
+from slicebox.sim.engine import DEFAULT_ROUND_SECONDS, Engine, EngineOptions, ProgressCallback
 from slicebox.sim.job import SimJob
 from slicebox.sim.result import SimResult
 from slicebox.sim.speed import SpeedBook
@@ -53,7 +53,7 @@ def load_jobs(trace: TraceInput, pool: Pool, speeds: SpeedBook, *,
 
 def simulate(trace: TraceInput, pool: Pool | str | os.PathLike[str],
              policy: str | Policy, *, round_seconds: float | None = None,
-             progress: Progress | None = None, trace_format: str | None = None,
+             progress: ProgressCallback | None = None, trace_format: str | None = None,
              skip_bad_lines: bool = False, staging: bool = True,
              defaults: JobDefaults | None = None,
              speeds: SpeedBook | None = None, options: EngineOptions | None = None

@@ -44,7 +44,8 @@ from slicebox.snapshot import Assignment, ClusterSnapshot, Decision
 
 DEFAULT_ROUND_SECONDS = 360.0  # Gavel's simulator
 
-Progress = Callable[[int, int, float], None]  # (finished jobs, total jobs, simulated seconds)
+# (finished jobs, total jobs, simulated seconds)
+ProgressCallback = Callable[[int, int, float], None]
 
 
 class SimulationError(InputError):
@@ -78,7 +79,8 @@ class DecisionTiming:
 
 class Engine:
     def __init__(self, jobs: Sequence[SimJob], pool: Pool, policy: Policy, speeds: SpeedBook,
-                 options: EngineOptions | None = None, progress: Progress | None = None,
+                 options: EngineOptions | None = None,
+                 progress: ProgressCallback | None = None,
                  trace_name: str = "") -> None:
         options = options or EngineOptions()
         ids = [j.id for j in jobs]

@@ -53,24 +53,29 @@ if TYPE_CHECKING:
 
 class _Journal:
     """Allocations, releases and staged-memory counts made on a state during a round,
-    undone at its end (last first)."""
+    undone at its end (last first). ``record=False`` (a committed round, whose steps
+    stay): nothing is recorded, which spares an undo step per start and stop."""
 
-    def __init__(self, state: PoolState):
+    def __init__(self, state: PoolState, record: bool = True):
         self.state = state
+        self.record = record
         self.steps: list[Callable[[], object]] = []  # each undoes one step
 
     def allocate(self, comp: Composition) -> None:
         self.state.allocate(comp)
-        self.steps.append(functools.partial(self.state.release, comp.job_id))
+        if self.record:
+            self.steps.append(functools.partial(self.state.release, comp.job_id))
 
     def release(self, job_id: str) -> Composition:
         comp = self.state.release(job_id)
-        self.steps.append(functools.partial(self.state.allocate, comp))
+        if self.record:
+            self.steps.append(functools.partial(self.state.allocate, comp))
         return comp
 
     def staged_memory(self, n: int, gib: float) -> None:
         old = self.state.set_staged_memory(n, gib)
-        self.steps.append(functools.partial(self.state.set_staged_memory, n, old))
+        if self.record:
+            self.steps.append(functools.partial(self.state.set_staged_memory, n, old))
 
     def undo(self) -> None:
         for step in reversed(self.steps):
@@ -127,7 +132,7 @@ class PlacementRound:
                  draining: Collection[str] = (), commit: bool = False,
                  as_is: Collection[str] = ()):
         self.placer = placer
-        self.journal = _Journal(state)
+        self.journal = _Journal(state, record=not commit)
         self.state = state
         self.snapshot = snapshot
         self.decision = decision
@@ -144,6 +149,7 @@ class PlacementRound:
         # A shape that failed stays failed for the rest of the round: after the opening
         # releases a round only allocates, so nothing frees up.
         self.failed: dict[tuple[object, ...], NoFit] = {}
+        self._feasible: dict[tuple[object, ...], NoFit | None] = {}  # see _place
 
     def view(self, job_id: str) -> JobView | None:
         index = self.snapshot.job_index
@@ -276,11 +282,18 @@ class PlacementRound:
         if kinds is None:
             kinds = self.placer.allowed_kinds(self.state, want, demand)
         gpus = want.gpus if not demand.shared else demand.gpus
-        asked = demand
-        if (gpus, cpus, memory) != (demand.gpus, demand.cpus, demand.memory_gib) or want.kind:
-            asked = dataclasses.replace(demand, gpus=gpus, cpus=cpus, memory_gib=memory,
-                                        kinds=tuple(kinds) if want.kind else demand.kinds)
-        impossible = self.placer.feasible(asked)
+        # Many jobs of a round ask alike: the answer is remembered by what decides it,
+        # which spares building the asked-for Demand for each of them.
+        asked_key = (demand, gpus, cpus, memory, tuple(kinds) if want.kind else None)
+        try:
+            impossible = self._feasible[asked_key]
+        except KeyError:
+            asked = demand
+            if (gpus, cpus, memory) != (demand.gpus, demand.cpus, demand.memory_gib) \
+                    or want.kind:
+                asked = dataclasses.replace(demand, gpus=gpus, cpus=cpus, memory_gib=memory,
+                                            kinds=tuple(kinds) if want.kind else demand.kinds)
+            impossible = self._feasible[asked_key] = self.placer.feasible(asked)
         if impossible is not None:
             return _never(impossible)
         state = self.state

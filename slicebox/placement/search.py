@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from operator import itemgetter
 
 from slicebox.placement.state import EPS, PoolState
 from slicebox.placement.topology import MIG_COMPUTE
@@ -37,6 +38,8 @@ from slicebox.pool.slices import Slice, SliceType
 MAX_COMPARED_NODES = 8  # nodes whose best GPU set is compared when none is all-NVLink
 MAX_COMBINATIONS = 256  # beyond this many GPU sets on a node, grow sets greedily instead
 PLANNED_MIG_PREFIX = "MIG-planned:"  # a MIG instance placement created; the backend makes it
+_SELF_RANK = Link.SELF.rank  # the worst link of a one-GPU set (an enum property: look up once)
+_first = itemgetter(0)
 
 
 def _node_fits(state: PoolState, n: int, cpus: int, memory: float) -> bool:
@@ -55,6 +58,16 @@ def pick_cores(state: PoolState, n: int, count: int, prefer: Sequence[int | None
         return (), ()
     free = state.free_cores(n)
     by_numa = {numa: mask for numa, mask in free}
+    first = prefer[0] if prefer else None
+    if first is not None and first in by_numa and by_numa[first].bit_count() >= count:
+        # The usual case: the first preferred NUMA node holds them all; its ``count``
+        # lowest free cores, as the general walk below would take them.
+        mask, lowest = by_numa[first], []
+        for _ in range(count):
+            low = mask & -mask
+            lowest.append(low.bit_length() - 1)
+            mask ^= low
+        return tuple(lowest), (first,)
     order: list[int] = [p for p in dict.fromkeys(prefer) if p is not None and p in by_numa]
     rest = [numa for numa, _ in free if numa not in order]
     need = count - sum(by_numa[p].bit_count() for p in order)
@@ -84,6 +97,14 @@ def _set_score(state: PoolState, n: int, combo: Sequence[int], cpus: int,
                numa_free_gpus: dict[int | None, int], numa_free_cores: dict[int, int]
                ) -> tuple[object, ...]:
     t = state.topo
+    if len(combo) == 1:
+        # One GPU (most jobs, and a placement looks at thousands): no pairs, one NUMA
+        # node; the same tuple as the general case below.
+        numa = t.dev_numa[combo[0]]
+        if numa is None:
+            return (_SELF_RANK, False, 1, numa_free_gpus[numa], 0, tuple(combo))
+        short = bool(cpus) and numa_free_cores.get(numa, 0) < cpus
+        return (_SELF_RANK, short, 1, numa_free_gpus[numa], 0, tuple(combo))
     ranks = t.node_link_rank[n]
     pos = [t.dev_pos[d] for d in combo]
     pairs = [ranks[a][b] for a, b in itertools.combinations(pos, 2)]
@@ -99,13 +120,12 @@ def best_gpu_set(state: PoolState, n: int, free: list[int], k: int, cpus: int
                  ) -> tuple[tuple[object, ...], tuple[int, ...]]:
     """The best ``k`` of the free devices ``free`` on node ``n``, with its score."""
     t = state.topo
+    dev_numa = t.dev_numa
     numa_free_gpus: dict[int | None, int] = {}
     for d in free:
-        numa_free_gpus[t.dev_numa[d]] = numa_free_gpus.get(t.dev_numa[d], 0) + 1
+        numa = dev_numa[d]
+        numa_free_gpus[numa] = numa_free_gpus.get(numa, 0) + 1
     numa_free_cores = {numa: mask.bit_count() for numa, mask in state.free_cores(n)}
-
-    def score(combo: Sequence[int]) -> tuple[object, ...]:
-        return _set_score(state, n, combo, cpus, numa_free_gpus, numa_free_cores)
 
     if len(free) == k:
         combos: list[tuple[int, ...]] = [tuple(free)]
@@ -115,8 +135,13 @@ def best_gpu_set(state: PoolState, n: int, free: list[int], k: int, cpus: int
         combos = list(itertools.combinations(free, k))
     else:
         combos = [_grow(state, n, seed, free, k) for seed in free]
-    best = min(combos, key=score)
-    return score(best), best
+    if len(combos) == 1:  # the usual case: score it once, no comparison
+        best = combos[0]
+        return _set_score(state, n, best, cpus, numa_free_gpus, numa_free_cores), best
+    # Each set scored once; the first of equal scores wins, as min(combos, key=score) does.
+    scored = [(_set_score(state, n, combo, cpus, numa_free_gpus, numa_free_cores), combo)
+              for combo in combos]
+    return min(scored, key=_first)
 
 
 def _by_numa(state: PoolState, free: list[int], k: int, cpus: int,
@@ -168,14 +193,14 @@ def _compose(state: PoolState, job_id: str, n: int, slices: list[Slice], cpus: i
 
 
 def _whole_slice(state: PoolState, d: int) -> Slice:
-    t = state.topo
-    dev = t.device[d]
-    return Slice(state.pool.nodes[t.dev_node[d]].name, dev.index, t.dev_kind[d],
-                 SliceType.WHOLE, 1.0, t.dev_memory[d], dev.uuid)
+    return state.whole_slice(d)
 
 
 def _numa_preference(state: PoolState, devices: Sequence[int]) -> list[int | None]:
-    numas = [state.topo.dev_numa[d] for d in devices]
+    dev_numa = state.topo.dev_numa
+    if len(devices) == 1:
+        return [dev_numa[devices[0]]]
+    numas = [dev_numa[d] for d in devices]
     return sorted(dict.fromkeys(numas), key=lambda numa: -numas.count(numa))
 
 
@@ -196,10 +221,11 @@ def find_whole(state: PoolState, job_id: str, kind: str, count: int, cpus: int,
                memory: float, gpu_memory: float | None = None) -> Composition | NoFit:
     """``count`` whole GPUs of ``kind`` on one node."""
     t = state.topo
-    want = f"needs {count} GPU{'s' if count > 1 else ''} of kind {kind}"
     if kind not in t.kinds:
-        return nofit("kind", f"{kind} GPUs", count, 0, f"{want}; the pool has no {kind}")
+        return nofit("kind", f"{kind} GPUs", count, 0,
+                     f"{_wants(count, kind)}; the pool has no {kind}")
     if gpu_memory is not None and get_kind(kind).memory_gib + EPS < gpu_memory:
+        want = _wants(count, kind)
         have = get_kind(kind).memory_gib
         return nofit("gpu_memory_gib", f"memory on a {kind}", gpu_memory, have,
                      f"{want} with {gpu_memory:g} GiB each; a {kind} has {have:g}")
@@ -209,7 +235,8 @@ def find_whole(state: PoolState, job_id: str, kind: str, count: int, cpus: int,
         tail = (f" ({total} free across nodes; this job runs on one node)" if total >= count
                 else "")
         return nofit("gpus", f"free {kind} GPUs on one node", count, largest,
-                     f"{want} on one node; largest free set is {largest}{tail}")
+                     f"{_wants(count, kind)} on one node; largest free set is "
+                     f"{largest}{tail}")
     best: tuple[tuple[object, ...], int, tuple[int, ...]] | None = None
     compared = 0
     # Only nodes with the cores are walked (the index has them): in a busy pool most nodes
@@ -230,11 +257,18 @@ def find_whole(state: PoolState, job_id: str, kind: str, count: int, cpus: int,
         if isinstance(worst, int) and worst <= Link.NVLINK.rank or compared >= MAX_COMPARED_NODES:
             break
     if best is None:
-        return _short_of(state, want, kind, count, cpus, memory)
+        return _short_of(state, _wants(count, kind), kind, count, cpus, memory)
     _, n, devices = best
-    comp = _compose(state, job_id, n, [_whole_slice(state, d) for d in devices], cpus, memory,
+    comp = _compose(state, job_id, n, [state.whole_slice(d) for d in devices], cpus, memory,
                     _numa_preference(state, devices))
-    return comp if comp is not None else _short_of(state, want, kind, count, cpus, memory)
+    if comp is not None:
+        return comp
+    return _short_of(state, _wants(count, kind), kind, count, cpus, memory)
+
+
+def _wants(count: int, kind: str) -> str:
+    """The start of a whole-GPU job's NoFit message (built only when it is needed)."""
+    return f"needs {count} GPU{'s' if count > 1 else ''} of kind {kind}"
 
 
 def _short_of(state: PoolState, want: str, kind: str, count: int, cpus: int, memory: float

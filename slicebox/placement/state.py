@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator, KeysView, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import NoReturn
 
 from slicebox.placement.topology import MIG_COMPUTE, MIG_SLICES, Topology, bits
 from slicebox.pool.composition import Composition, Part, Plan
@@ -96,6 +97,9 @@ class PoolState:
         self._staged: dict[tuple[str, str], int] = {}  # (dataset, node) -> running readers
         self._shapes: dict[str, HeldShape] = {}
         self._staged_memory = [0.0] * n_node  # GiB of staged copies held in a node's RAM
+        # The Slice of each whole device, made when first asked for (immutable, so shared
+        # by every copy of this state and every composition that holds the device).
+        self._whole_slices: list[Slice | None] = [None] * n_dev
         self._u = _Usage(
             whole_job=[None] * n_dev, frac_compute=[0.0] * n_dev, frac_memory=[0.0] * n_dev,
             frac_jobs=[0] * n_dev, mig_mask=[0] * n_dev, mig_compute=[0] * n_dev,
@@ -126,6 +130,7 @@ class PoolState:
         other._staged = self._staged.copy()
         other._shapes = self._shapes.copy()
         other._staged_memory = self._staged_memory.copy()
+        other._whole_slices = self._whole_slices
         other._u = self._u.copy()
         other._x = self._x.copy()
         return other
@@ -162,9 +167,10 @@ class PoolState:
             self._take(comp.job_id, part, n, devices)
         self._jobs[comp.job_id] = comp
         slices = comp.slices
+        whole = SliceType.WHOLE
         self._shapes[comp.job_id] = (
             len(slices), slices[0].kind if slices else None,
-            any(s.shape is not SliceType.WHOLE for s in slices), comp.core_count,
+            any(s.shape is not whole for s in slices), comp.core_count,
             comp.memory_gib)
         if comp.staging is not None:
             key = (comp.staging.dataset, comp.parts[0].node)
@@ -191,8 +197,9 @@ class PoolState:
                     p = self.topo.mig_profile(d, s.mig_profile or "")
                     u.mig_mask[d] |= _slice_mask(s.mig_start or 0, p.size)
                     u.mig_compute[d] += p.compute
-        for core in part.cores:
-            u.free_cores[n][self._numa_pos_of_core(n, core) or 0] &= ~(1 << core)
+        free_cores = u.free_cores[n]
+        for k, mask in self._cores_by_numa(n, part.cores):
+            free_cores[k] &= ~mask
         u.free_core_count[n] -= len(part.cores)
         u.free_memory[n] -= part.memory_gib
         u.node_jobs[n] += 1
@@ -227,7 +234,8 @@ class PoolState:
     def _give_back(self, part: Part) -> None:
         t, u = self.topo, self._u
         n = t.node_index[part.node]
-        devices = [t.dev_at[(n, s.device)] for s in part.slices]
+        dev_at = t.dev_at
+        devices = [dev_at[(n, s.device)] for s in part.slices]
         self._unindex_node(n)
         for d in devices:
             self._unindex_device(d)
@@ -248,8 +256,9 @@ class PoolState:
                     p = t.mig_profile(d, s.mig_profile or "")
                     u.mig_mask[d] &= ~_slice_mask(s.mig_start or 0, p.size)
                     u.mig_compute[d] -= p.compute
-        for core in part.cores:
-            u.free_cores[n][self._numa_pos_of_core(n, core) or 0] |= 1 << core
+        free_cores = u.free_cores[n]
+        for k, mask in self._cores_by_numa(n, part.cores):
+            free_cores[k] |= mask
         u.free_core_count[n] += len(part.cores)
         u.node_jobs[n] -= 1
         # An idle node gets its exact memory back: no float dust after many jobs.
@@ -261,17 +270,20 @@ class PoolState:
 
     # -- validation -----------------------------------------------------------------------
     def _check(self, comp: Composition) -> list[tuple[int, list[int]]]:
-        who = f"job {comp.job_id}"
         if comp.job_id in self._jobs:
-            raise AllocationError(f"{who} already holds {self._jobs[comp.job_id].describe()}")
-        kinds = {s.kind for s in comp.slices}
-        if len(kinds) > 1:
-            raise AllocationError(f"{who}: a gang is one kind of GPU, not {sorted(kinds)}")
+            raise AllocationError(f"job {comp.job_id} already holds "
+                                  f"{self._jobs[comp.job_id].describe()}")
+        slices = comp.slices
+        if len(slices) > 1:
+            kinds = {s.kind for s in slices}
+            if len(kinds) > 1:
+                raise AllocationError(f"job {comp.job_id}: a gang is one kind of GPU, not "
+                                      f"{sorted(kinds)}")
         return [self._check_part(comp, part) for part in comp.parts]
 
     def _check_part(self, comp: Composition, part: Part) -> tuple[int, list[int]]:
         t, u = self.topo, self._u
-        who = f"job {comp.job_id}"
+        who = f"job {comp.job_id}"  # an f-string of one name: cheap next to the checks
         n = t.node_index.get(part.node)
         if n is None:
             raise AllocationError(f"{who}: no node {part.node!r} in pool {self.pool.name}")
@@ -282,6 +294,18 @@ class PoolState:
                                   f"free, {part.memory_gib:g} GiB asked")
         if len(set(part.cores)) != len(part.cores):
             raise AllocationError(f"{who}: a core is listed twice in {list(part.cores)}")
+        if not self._cores_free(n, part.cores):
+            self._core_error(who, part, n)
+        devices: list[int] = []
+        for s in part.slices:
+            d = self._check_slice(comp, part, n, s, devices)
+            devices.append(d)
+        return n, devices
+
+    def _core_error(self, who: str, part: Part, n: int) -> NoReturn:
+        """Raise the error for the first of ``part``'s cores that is not free on node
+        ``n`` (``_cores_free`` found one)."""
+        u = self._u
         for core in part.cores:
             k = self._numa_pos_of_core(n, core)
             if k is None:
@@ -289,11 +313,21 @@ class PoolState:
             if not u.free_cores[n][k] >> core & 1:
                 raise AllocationError(f"{who}: core {core} on node {part.node} is held by "
                                       f"job {self._core_holder(part.node, core)}")
-        devices: list[int] = []
-        for s in part.slices:
-            d = self._check_slice(comp, part, n, s, devices)
-            devices.append(d)
-        return n, devices
+        raise AssertionError(f"{who}: _cores_free found a core taken, yet none is")
+
+    def _cores_free(self, n: int, cores: tuple[int, ...]) -> bool:
+        """Every core in ``cores`` is on node ``n`` and free (the common case, checked with
+        one mask per NUMA node instead of per core)."""
+        want = 0
+        for core in cores:
+            want |= 1 << core
+        free = self._u.free_cores[n]
+        for k, numa_mask in enumerate(self.topo.node_numa_cores[n]):
+            hit = want & numa_mask
+            if hit & ~free[k]:
+                return False
+            want &= ~hit
+        return not want
 
     def _check_slice(self, comp: Composition, part: Part, n: int, s: Slice,
                      earlier: list[int]) -> int:
@@ -360,6 +394,23 @@ class PoolState:
             if inst.uuid == s.uuid and inst.profile == s.mig_profile:
                 return i if bool(used >> i & 1) == in_use else None
         return None
+
+    def _cores_by_numa(self, n: int, cores: tuple[int, ...]) -> list[tuple[int, int]]:
+        """(NUMA position, bitmask) covering ``cores`` of node ``n``: each core at the
+        first position whose mask has it, else at 0 (as ``_numa_pos_of_core(..) or 0``),
+        so a part's cores are taken or given back with a mask per NUMA node."""
+        rest = 0
+        for core in cores:
+            rest |= 1 << core
+        out: list[tuple[int, int]] = []
+        for k, numa_mask in enumerate(self.topo.node_numa_cores[n]):
+            hit = rest & numa_mask
+            if hit:
+                out.append((k, hit))
+                rest ^= hit
+        if rest:
+            out.append((0, rest))
+        return out
 
     def _numa_pos_of_core(self, n: int, core: int) -> int | None:
         for k, mask in enumerate(self.topo.node_numa_cores[n]):
@@ -480,9 +531,24 @@ class PoolState:
 
     def free_gpus_on(self, n: int, kind: str) -> list[int]:
         """Devices of ``kind`` on node ``n`` that nobody uses (not MIG-enabled)."""
-        t = self.topo
+        t, u = self.topo, self._u
+        kinds, mig = t.dev_kind, t.dev_mig
+        whole_job, frac_jobs, mig_jobs = u.whole_job, u.frac_jobs, u.mig_jobs
+        # _fully_free inlined: placement asks this for every candidate node.
         return [d for d in t.node_devices[n]
-                if t.dev_kind[d] == kind and not t.dev_mig[d] and self._fully_free(d)]
+                if kinds[d] == kind and not mig[d] and whole_job[d] is None
+                and not frac_jobs[d] and not mig_jobs[d]]
+
+    def whole_slice(self, d: int) -> Slice:
+        """The ``Slice`` that is all of device ``d``."""
+        found = self._whole_slices[d]
+        if found is None:
+            t = self.topo
+            dev = t.device[d]
+            found = Slice(self.pool.nodes[t.dev_node[d]].name, dev.index, t.dev_kind[d],
+                          SliceType.WHOLE, 1.0, t.dev_memory[d], dev.uuid)
+            self._whole_slices[d] = found
+        return found
 
     def shared_cards(self, kind: str, compute: float) -> Iterator[int]:
         """Partly shared cards of ``kind`` that may have ``compute`` left, least left first."""

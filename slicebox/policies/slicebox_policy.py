@@ -113,19 +113,30 @@ class SliceboxPolicy(Policy):
         remaining = np.fromiter((j.remaining_work if j.remaining_work is not None else np.inf
                                  for j in jobs), float, len(jobs))
         with np.errstate(divide="ignore", invalid="ignore"):
-            est = np.where(best > 0, remaining / best, common.remaining_seconds(jobs))
+            est = remaining / best
+        unrated = np.flatnonzero(~(best > 0))
+        if len(unrated):  # no profile speed: the reference-rate estimate (a loop per job)
+            est[unrated] = common.remaining_seconds([jobs[int(i)] for i in unrated])
         age = snapshot.now - common.submitted(jobs)
         total = np.fromiter((self._total_work(j) for j in jobs), float, len(jobs))
         with np.errstate(divide="ignore", invalid="ignore"):
             alone = np.where(best > 0, total / best, np.inf)
             rho = (age + est) / alone
         keys = est.copy()
-        for i, job in enumerate(jobs):
-            if job.current is not None:
-                # Hysteresis: a waiting job must be preempt_ratio times shorter to win.
-                k = kinds.index(job.current.kind) if job.current.kind in kinds else -1
-                now_rate = rates[i, k] if k >= 0 else best[i]
-                keys[i] = (remaining[i] / now_rate if now_rate > 0 else est[i]) \
+        # Hysteresis: a waiting job must be preempt_ratio times shorter than a running
+        # one to win. Running jobs' keys at once (there are thousands), each
+        # remaining / (its rate on its current kind, else its best rate) / ratio.
+        held = [(i, job.current.kind) for i, job in enumerate(jobs) if job.current is not None]
+        if held:
+            column: dict[str | None, int] = {}
+            for k, kind in enumerate(kinds):
+                column.setdefault(kind, k)
+            at = np.fromiter((i for i, _ in held), np.intp, len(held))
+            on = np.fromiter((column.get(kind, -1) for _, kind in held), np.intp, len(held))
+            now_rate = (np.where(on >= 0, rates[at, on], best[at]) if kinds
+                        else best[at])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                keys[at] = np.where(now_rate > 0, remaining[at] / now_rate, est[at]) \
                     / self.preempt_ratio
         guarded = np.isfinite(rho) & (rho > self.guard_rho)
         return np.where(guarded, _GUARD - age, keys)

@@ -165,6 +165,23 @@ class JobBook:
     # -- what policies see ---------------------------------------------------------
 
     def set_view(self, run: JobRun) -> None:
+        old = run.view
+        if old is not None:
+            # What a start or a stop changes; the rest of a job's view never changes after
+            # it arrives. Filled as in ``refresh_running`` (a fresh instance's __dict__:
+            # several times cheaper than the constructor, and a decision may start and
+            # stop thousands of jobs); equal to what the constructor below makes.
+            view = object.__new__(JobView)
+            fields = view.__dict__
+            fields.update(old.__dict__)
+            fields["state"] = run.state
+            fields["current"] = run.assignment
+            fields["attained_gpu_seconds"] = run.attained
+            fields["remaining_work"] = max(run.work - run.done, 0.0)
+            fields["preemptions"] = run.preemptions
+            run.view = view
+            self.views[run.id] = view
+            return
         job = run.job
         run.view = JobView(id=job.id, demand=run.demand, submitted_at=job.arrival,
                            workload=job.workload, priority=job.priority, state=run.state,

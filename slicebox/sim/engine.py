@@ -19,11 +19,13 @@ preempts anything then).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import compress
 from operator import attrgetter, not_
@@ -155,6 +157,10 @@ class Engine:
     # -- the loop ------------------------------------------------------------------
 
     def run(self) -> SimResult:
+        with _fewer_young_collections():
+            return self._run()
+
+    def _run(self) -> SimResult:
         started = time.perf_counter()
         book, clock, runs = self.book, self.clock, self.runs
         total = len(runs)
@@ -403,3 +409,20 @@ class Engine:
             events=self.events, notes=tuple(self.notes),
             not_placed=dict(self.not_placed))
 
+
+# A run allocates millions of short-lived objects that form no reference cycles (views,
+# tuples, compositions), and Python's default (a young collection every 700 allocations)
+# then spends a fifth to a third of a big decision re-scanning them for cycles there are
+# none of. A larger young generation during the run keeps cycle collection working, just
+# less often; the process's own setting is restored afterwards.
+YOUNG_GENERATION = 100_000
+
+
+@contextlib.contextmanager
+def _fewer_young_collections() -> Iterator[None]:
+    before = gc.get_threshold()
+    gc.set_threshold(max(before[0], YOUNG_GENERATION), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)

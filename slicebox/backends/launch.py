@@ -378,13 +378,21 @@ def _refuse(args: argparse.Namespace, error: str) -> int:
     return 126
 
 
-def _job_env(args: argparse.Namespace) -> dict[str, str]:
+def _job_env(args: argparse.Namespace) -> dict[str, str] | None:
+    """The job's environment; None when the controller died while handing it over (an
+    empty or cut-off JSON object: the controller always sends at least the job's id)."""
     if not args.env_stdin:
         return dict(os.environ)
-    env = json.loads(sys.stdin.buffer.read() or b"{}")
+    raw = sys.stdin.buffer.read()
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)  # the job's stdin, as before: nothing
     os.close(null)
+    try:
+        env = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(env, dict) or "SLICEBOX_JOB_ID" not in env:
+        return None
     return {str(k): str(v) for k, v in env.items()}
 
 
@@ -425,6 +433,12 @@ def _memory_verdict(groups: list[Path], limit: int) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     env = _job_env(args)
+    if env is None:
+        # Start nothing and leave no exit record: the attempt never ran, so the next
+        # controller finds neither a process nor a result and requeues the job.
+        print("slicebox: the controller did not hand over the job's environment (it died "
+              "while starting the job); nothing was started", file=sys.stderr, flush=True)
+        return 125
     for name in _SURVIVE:
         signal.signal(getattr(signal, name), _noop)
     _LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)

@@ -40,7 +40,8 @@ def test_100_random_kill_9s_lose_nothing_and_run_nothing_twice(tmp_path: Path):
     setup.run_until(setup.finished(*jobs), timeout=240)
     states = {j: setup.state_of(j) for j in jobs}
     assert all(s is JobState.SUCCEEDED for s in states.values()), {
-        j: setup.reasons(j)[-3:] for j, s in states.items() if s is not JobState.SUCCEEDED}
+        j: (setup.reasons(j)[-3:], _log_tail(setup.state / "logs", j))
+        for j, s in states.items() if s is not JobState.SUCCEEDED}
     assert not (setup.locks / "VIOLATIONS").exists(), (setup.locks / "VIOLATIONS").read_text()
     assert setup.store.core_conflicts() == []
     # Every attempt but the last ended before the next began (never twice at once).
@@ -48,3 +49,8 @@ def test_100_random_kill_9s_lose_nothing_and_run_nothing_twice(tmp_path: Path):
         attempts = setup.store.composition_history(job_id)
         for earlier, later in zip(attempts, attempts[1:], strict=False):
             assert earlier.ended_at is not None and earlier.ended_at <= later.started_at
+
+
+def _log_tail(logs: Path, job_id: str) -> str:
+    """The end of every log the job's attempts left, so a failure says why it exited."""
+    return " | ".join(p.read_text(errors="replace")[-600:] for p in sorted(logs.glob(f"{job_id}*")))

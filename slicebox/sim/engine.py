@@ -325,24 +325,25 @@ class Engine:
         return True
 
     def _stop(self, run: JobRun) -> None:
-        comp = run.comp
-        assert comp is not None
-        del self._held[id(run.assignment)]
-        share = run.held
-        shared = share < len(comp.slices)
-        self.book.stop(run, self.clock.now)
-        self.placement.released(run.handle, comp, share, shared)  # the round freed it
-        if shared and self.options.interference:
-            self._rerate_all(self.placement.sharers(comp))
+        self._end(run, completed=False)
 
     def _complete(self, run: JobRun) -> None:
+        self._end(run, completed=True)
+
+    def _end(self, run: JobRun, completed: bool) -> None:
+        """A run leaves its slices: preempted by a round (which already freed them in the
+        pool state) or finished (its slices are freed here)."""
         comp = run.comp
         assert comp is not None
         del self._held[id(run.assignment)]
         share = run.held
         shared = share < len(comp.slices)
-        self.book.complete(run, self.clock.now)
-        self.placement.release(run.handle, comp, share, shared)
+        if completed:
+            self.book.complete(run, self.clock.now)
+            self.placement.release(run.handle, comp, share, shared)
+        else:
+            self.book.stop(run, self.clock.now)
+            self.placement.released(run.handle, comp, share, shared)
         if shared and self.options.interference:
             self._rerate_all(self.placement.sharers(comp))
 

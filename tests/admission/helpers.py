@@ -3,12 +3,9 @@ hang or eat memory on code without the fixes (so a regression fails, not freezes
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ from slicebox.placement.placer import Placer
 from slicebox.pool.files import load_pool
 from slicebox.spec import SpecError
 from slicebox.store import Store, admission
+from tests.guard import time_limit
 
 ROOT = Path(__file__).resolve().parents[2]
 DGX = ROOT / "examples" / "pools" / "dgx-h100.yaml"
@@ -51,29 +49,12 @@ class Submitter:
         """The one-line ``SpecError`` a file gets; nothing may have been queued."""
         path = text_or_path if isinstance(text_or_path, Path) else self.write(text_or_path)
         before = self.store.jobs()
-        with deadline(20), pytest.raises(SpecError) as info:
+        with time_limit(20), pytest.raises(SpecError) as info:
             self.submit(path, **kwargs)  # type: ignore[arg-type]
         assert self.store.jobs() == before
         message = str(info.value)
         assert "\n" not in message and "Traceback" not in message
         return message
-
-
-@contextlib.contextmanager
-def deadline(seconds: float) -> Iterator[None]:
-    """Fail (not hang) when the body runs past ``seconds``: SIGALRM interrupts a blocking
-    open() or a Python loop in the main thread."""
-
-    def expire(_signum: int, _frame: object) -> None:
-        raise TimeoutError(f"still running after {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def run_isolated(code: str, *, timeout: float = 30, memory_bytes: int = 1 << 30

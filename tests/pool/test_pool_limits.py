@@ -25,7 +25,7 @@ from slicebox.pool.files import PoolFileError, load_pool, parse_pool, pool_to_di
 from slicebox.pool.model import Pool
 from slicebox.sim import pools
 from slicebox.sim.traces import TraceError
-from tests.sim_traces.guard import time_limit
+from tests.guard import time_limit
 
 
 def node(**fields: object) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from slicebox.cli import app
-from tests.sim_traces.guard import time_limit
+from tests.guard import time_limit
 
 runner = CliRunner()
 PHILLY_HEADER = "timestamp,duration,num_gpus,gpu_time,cluster\n"

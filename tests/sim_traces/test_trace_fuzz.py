@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from slicebox.sim import traces
-from tests.sim_traces.guard import time_limit
+from tests.guard import time_limit
 
 PHILLY = ("timestamp,duration,num_gpus,gpu_time,cluster\n"
           "2017-10-09 07:01:55,66.0,1,66.0,11cb48\n"

@@ -1,4 +1,5 @@
-"""A per-example time guard for fuzz tests: a hang fails the example instead of the run.
+"""A time guard for tests of untrusted input: a hang fails the test (or the fuzz example)
+instead of the run.
 
 The limit is generous (seconds, on a loaded 2-core machine); it tells "never finishes"
 from "finishes", it does not measure speed.

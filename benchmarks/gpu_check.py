@@ -12,6 +12,13 @@ Run on a machine with an NVIDIA GPU:
    compute capability >= 8.0 also time semi-structured sparse kernels.
 3. One table, the results as JSON. A time budget (default 270 s) keeps the whole
    check under 5 minutes: cells not started by then are reported "skipped".
+4. MIG re-layout on the first MIG-enabled card, with Slicebox's own code
+   (``slicebox.pool.mig_layout`` + ``slicebox.backends.mig_reconfigure``): the plan that
+   serves ``--relayout-demand`` (default: seven of the kind's smallest profile) and its
+   NVML steps are printed. It is a dry run: only ``--allow-mig-reconfigure`` carries the
+   plan out, only on a card with no process on it, and then the original layout is put
+   back (new uuids) so the check leaves the card as it found it. MIG mode itself is never
+   switched (that needs a GPU reset). ``--relayout-only`` skips the suite.
 
 On a machine without an NVIDIA GPU it says so and exits 0.
 """
@@ -155,6 +162,12 @@ def main() -> int:
     parser.add_argument("--workloads", default="image,lm,recsys,inference")
     parser.add_argument("--precisions", default="fp32,bf16,fp16,sparse")
     parser.add_argument("--out", type=Path, default=Path("reports/gpu_check.json"))
+    parser.add_argument("--relayout-demand", default="",
+                        help="MIG demand for the re-layout step, e.g. 1g.10gb=7,3g.40gb=1")
+    parser.add_argument("--allow-mig-reconfigure", action="store_true",
+                        help="carry the re-layout out on an idle card (then restore it)")
+    parser.add_argument("--relayout-only", action="store_true",
+                        help="only discovery and the MIG re-layout step")
     args = parser.parse_args()
     started = time.monotonic()
 
@@ -163,6 +176,8 @@ def main() -> int:
         console.print(f"No NVIDIA GPU to check: {why_not}.")
         return 0
     console.print(inventory_table(gpus))
+    if args.relayout_only:
+        return mig_relayout_check(args.relayout_demand, args.allow_mig_reconfigure)
     problem = torch_cuda_status()
     if problem:
         console.print(f"[red]Cannot run the GPU suite:[/red] {problem}.")
@@ -203,7 +218,79 @@ def main() -> int:
     )
     console.print(f"results: {args.out}; total {time.monotonic() - started:.0f} s")
     failed = [r for r in results if r.status == "failed"]
-    return 1 if failed else 0
+    relayout = mig_relayout_check(args.relayout_demand, args.allow_mig_reconfigure)
+    return 1 if failed or relayout else 0
+
+
+def parse_demand(text: str) -> dict[str, int]:
+    """``1g.10gb=7,3g.40gb=1`` -> {"1g.10gb": 7, "3g.40gb": 1}."""
+    demand: dict[str, int] = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        profile, _, count = item.partition("=")
+        if not count.isdigit() or not 0 < int(count) <= 7:
+            raise SystemExit(f"--relayout-demand: {item!r} is not PROFILE=COUNT (1..7)")
+        demand[profile.strip()] = int(count)
+    return demand
+
+
+def mig_relayout_check(demand_text: str, allow: bool) -> int:
+    """Step 4: the re-layout plan for this machine's first MIG card; 0 unless it failed."""
+    import socket
+
+    from slicebox.backends.mig_reconfigure import execute_relayout, load_nvml
+    from slicebox.errors import SliceboxError
+    from slicebox.pool.gpus import discover_gpus
+    from slicebox.pool.mig_layout import (
+        CardChange,
+        CardLayout,
+        Placement,
+        RelayoutPlan,
+        layout_problem,
+        plan_relayout,
+    )
+    from slicebox.pool.mig_steps import relayout_steps
+
+    nvml = load_nvml()
+    if nvml is None:
+        console.print("MIG re-layout: pynvml is not installed; skipped")
+        return 0
+    devices = discover_gpus(nvml).devices
+    card = next((d for d in devices if d.mig_enabled), None)
+    if card is None:
+        console.print("MIG re-layout: no card here has MIG mode on; skipped (switching MIG "
+                      "on needs a GPU reset, which this check never does)")
+        return 0
+    node = socket.gethostname() or "local"
+    before = tuple(Placement(m.profile, m.start) for m in card.mig_instances)
+    layout = CardLayout(node, card.index, card.kind_name, before)
+    kind = card.kind
+    demand = parse_demand(demand_text) or {kind.mig_profiles[0].name: 7}
+    plan = plan_relayout([layout], demand)
+    console.print(f"MIG re-layout on gpu{card.index} ({kind.name}), demand {demand}:")
+    console.print(plan.describe(), markup=False)
+    for i, step in enumerate(relayout_steps(plan), 1):
+        console.print(f"  {i:>2}. {step.describe()}", markup=False)
+    for change in plan.changes:
+        assert layout_problem(kind, change.target) is None, change.describe()
+    if not plan.changes:
+        return 0
+    if not allow:
+        console.print("dry run: pass --allow-mig-reconfigure to carry it out on an idle card")
+        return 0
+    try:
+        done = execute_relayout(plan, nvml, allow=True, node=node)
+        console.print(f"carried out: {len(done.done)} steps; restoring the original layout")
+        after = CardLayout(node, card.index, card.kind_name, plan.changes[0].target)
+        back = RelayoutPlan((), (CardChange(after, before),), (), 0)
+        execute_relayout(back, nvml, allow=True, node=node)
+    except SliceboxError as exc:
+        console.print(f"[red]MIG re-layout:[/red] {exc}")
+        return 1
+    now = next(d for d in discover_gpus(nvml).devices if d.index == card.index)
+    restored = sorted((m.profile, m.start) for m in now.mig_instances)
+    ok = restored == sorted((p.profile, p.start) for p in before)
+    console.print(f"restored: {'yes' if ok else f'NO, the card now holds {restored}'}")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@
     .venv/bin/python benchmarks/policies.py --markdown out.md
 
 (a) The 8 Pollux/Sia workloads (160 Philly jobs each) on Sia's 64-GPU cluster
-    (``sia-64``), beside Sia's published Sia and Gavel results on workload 1.
+    (``sia-64``), beside Sia's published Sia and Gavel results on workload 1; jobs are
+    elastic under ``sia`` and ``slicebox`` (goodput), rigid under the others. Then our
+    ``sia`` beside Sia's published 0.54 h / 15.5 h, Slicebox's mean over our sia's, and
+    how long one elastic workload takes to simulate (``--only sia`` prints just this).
 (b) Gavel's physical-cluster traces with its measured throughputs on Gavel's 48-GPU
     V100/P100/K80 cluster (``gavel-48``), event-driven and in Gavel's 360 s rounds.
     Fidelity: Gavel's own simulator reproduced (``slicebox.sim.fidelity``), our ``gavel``
@@ -32,7 +35,9 @@ from slicebox.sim import allocation_curve, fidelity, pools, report, traces
 from slicebox.sim.api import make_speeds, simulate
 from slicebox.sim.result import SimResult
 
-POLICIES = ("slicebox", "fifo", "srtf", "tiresias", "gavel", "synergy", "fgd")
+POLICIES = ("slicebox", "sia", "fifo", "srtf", "tiresias", "gavel", "synergy", "fgd")
+SIA_WITHIN = 0.10  # our sia policy must land within this of Sia's published JCT
+SLICEBOX_GOAL = 0.8  # slicebox's mean average JCT over our sia's (issue 9)
 SIA_PUBLISHED = {"Sia (published)": (0.54, 15.5), "Gavel in Sia's simulator (published)":
                  (1.67, 35.6)}
 GAVEL_TRACES = ("max_min_fairness.trace", "minimize_makespan.trace")
@@ -75,7 +80,47 @@ def section_sia(workloads: Sequence[int], workers: int) -> str:
         cells = [f"{r.metrics.makespan / 3600:.1f}" for r in runs[p]]
         mean = statistics.fmean(r.metrics.makespan / 3600 for r in runs[p])
         out.append(f"| {p} | " + " | ".join(cells) + f" | {mean:.1f} |")
+    out += ["", _sia_fidelity(runs, workloads, means)]
     return "\n".join(out) + "\n"
+
+
+def _sia_fidelity(runs: dict[str, list[SimResult]], workloads: Sequence[int],
+                  means: dict[str, float]) -> str:
+    """Our sia policy beside Sia's published numbers, Slicebox against our sia, and how
+    long one elastic workload takes to simulate."""
+    published_jct, published_mk = SIA_PUBLISHED["Sia (published)"]
+    lines = ["Sia (elastic jobs, goodput, 60 s rounds) beside its published numbers, and "
+             "Slicebox (elastic, event-driven) against our sia:", "",
+             "| | avg JCT w1 | makespan w1 | mean avg JCT | mean makespan |",
+             "|---|---|---|---|---|"]
+    mk = {p: statistics.fmean(r.metrics.makespan / 3600 for r in runs[p])
+          for p in ("sia", "slicebox")}
+    if workloads[0] == 1:
+        lines.append(f"| Sia, its own simulator (published) | {published_jct:.2f} h | "
+                     f"{published_mk:.1f} h | | |")
+    for p in ("sia", "slicebox"):
+        first = runs[p][0].metrics
+        lines.append(f"| ours: {p} | {first.avg_jct / 3600:.2f} h | "
+                     f"{first.makespan / 3600:.1f} h | {means[p]:.3f} h | {mk[p]:.1f} h |")
+    lines.append("")
+    if workloads[0] == 1:
+        ratio = runs["sia"][0].metrics.avg_jct / 3600 / published_jct
+        ok = "yes" if abs(ratio - 1) <= SIA_WITHIN else "NO"
+        lines.append(f"- our sia on w1 / Sia published: {ratio:.2f}x avg JCT (within "
+                     f"±{SIA_WITHIN:.0%}: {ok}), "
+                     f"{runs['sia'][0].metrics.makespan / 3600 / published_mk:.2f}x makespan")
+    goal = means["slicebox"] / means["sia"]
+    lines.append(f"- slicebox / our sia, mean avg JCT over {len(workloads)} workloads: "
+                 f"{goal:.3f}x (goal <= {SLICEBOX_GOAL}x: "
+                 f"{'yes' if goal <= SLICEBOX_GOAL else 'NO'}); mean makespan "
+                 f"{mk['slicebox'] / mk['sia']:.3f}x (goal <= 1x: "
+                 f"{'yes' if mk['slicebox'] <= mk['sia'] else 'NO'})")
+    for p in ("slicebox", "sia"):
+        seconds = [r.engine_seconds for r in runs[p]]
+        lines.append(f"- simulating one 160-job workload, elastic, {p}: "
+                     f"{statistics.fmean(seconds):.1f} s mean, {max(seconds):.1f} s max "
+                     f"(wall, this process, profiles shared between workloads)")
+    return "\n".join(lines) + "\n"
 
 
 # -- (b) Gavel traces --------------------------------------------------------------------

@@ -84,6 +84,12 @@ class JobView:
     dataset: DatasetRef | None = None
     preemptions: int = 0
     weight: float = 1.0  # relative share for weighted-fairness policies (trace priority_weight)
+    # When the current attempt started; None while it has not yet reported progress (still
+    # starting up), when not running, or not known. Elastic resizing leaves such a job alone.
+    started_at: float | None = None
+    # Whose job it is (the store's ``jobs.team``): team quotas count it against this
+    # team's share. Jobs without a team, and every simulated job, are "default"'s.
+    team: str = "default"
 
     @property
     def waiting(self) -> bool:

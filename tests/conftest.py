@@ -11,6 +11,9 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+# The shared local Ray cluster (started only by the tests that use it).
+pytest_plugins = ["tests.ray_fixtures"]
+
 settings.register_profile("default", max_examples=60, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("slow", max_examples=2000, deadline=None,

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from slicebox.pool.composition import Composition, Plan, Staging
+from slicebox.pool.model import Node
 from slicebox.store.records import JobRecord
 
 
@@ -37,6 +38,10 @@ class Exited:
     error: str | None = None  # e.g. the program could not be executed
     stopped: bool = False  # we signalled it (preemption, cancel, time limit)
     killed: bool = False  # it outlived its grace period and was SIGKILLed
+    # Its node left the pool (a Ray node died, or its agent stopped answering past the
+    # heartbeat timeout, and every process of the attempt is known to be fenced off): the
+    # job did nothing wrong, so it is requeued and resumes from its last checkpoint.
+    node_lost: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,30 @@ class ExitRecord:
     exit_code: int | None
     error: str | None
     finished_at: float | None
+    # Its launcher fenced it (its node's agent lost touch with the cluster, or died): a
+    # node loss, requeued to resume from its checkpoint, not a failure.
+    node_lost: bool = False
+
+
+def apply_plan(backend: Backend, plan: Plan, jobs: Mapping[str, JobRecord]
+               ) -> list[BackendEvent]:
+    """``Backend.apply`` as every backend does it: the stops first (what they hold is
+    free only once they are gone, so nothing here waits for them), then each start is
+    staged (its data not copied yet: the launch follows ``Staged``) or launched; a
+    launch that fails is that job's exit, never the round's."""
+    events: list[BackendEvent] = []
+    for job_id in plan.stop:
+        backend.stop(jobs[job_id])
+    for comp in plan.start:
+        job = jobs[comp.job_id]
+        if comp.staging is not None and not comp.staging.cached:
+            backend.stage(job, comp)
+            continue
+        try:
+            events.append(backend.launch(job, comp))
+        except LaunchError as exc:
+            events.append(Exited(job.id, job.attempt, None, error=str(exc)))
+    return events
 
 
 class Backend(Protocol):
@@ -130,4 +159,15 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Stop watching; running jobs keep running (the next controller adopts them)."""
+        ...
+
+
+@runtime_checkable
+class NodeSource(Protocol):
+    """A backend whose pool changes while it runs (Ray: nodes join and leave). The
+    controller asks each round and re-plans on the nodes it is given; jobs on a node that
+    left come back from ``poll`` as ``Exited(node_lost=True)``."""
+
+    def nodes(self) -> tuple[Node, ...]:
+        """The nodes that can run jobs now (each named as compositions name it)."""
         ...

@@ -3,7 +3,8 @@ instruction, nothing it starts outlives it, and its exit code is never lost.
 
     python -I launch.py --job-id ID --attempt N --exit-file PATH [--cores 0,1]
         [--memory-bytes B --memory-mode rlimit-data|rlimit-as|cgroup2|cgroup1]
-        [--cgroup DIR] [--cpuset DIR] [--private --hide PATH ...] [--env-stdin] -- argv...
+        [--cgroup DIR] [--cpuset DIR] [--private --hide PATH ...] [--env-stdin]
+        [--keepalive FILE --fence-seconds S] [--parent-pid PID] -- argv...
 
 It runs with a clean environment of its own; the job's environment arrives as JSON on
 stdin (``--env-stdin``) and is applied to the job only, so nothing a job declares
@@ -19,6 +20,12 @@ there, joins its cgroups, loses every capability and ``exec``s the argv: no shel
 window in which it runs unconfined. At the end the launcher kills whatever of the tree is
 left, removes the cgroups and writes the exit code to ``--exit-file`` atomically.
 
+Fencing (a node agent's jobs, never a local controller's): with ``--keepalive`` the
+launcher ends the job when that file has not changed for ``--fence-seconds`` (its agent
+lost touch with the controller, which will start the job elsewhere: it must not run
+twice); with ``--parent-pid`` it ends the job when that parent (the agent) dies. Either
+way the exit record says ``"fenced": true`` and why.
+
 Standard library only, run as a file: it starts fast and needs nothing installed.
 """
 
@@ -31,10 +38,12 @@ import errno
 import json
 import os
 import resource
+import select
 import signal
 import stat
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 MECHANISM_ENV = "SLICEBOX_MEMORY_LIMIT_MECHANISM"
@@ -68,14 +77,25 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="a directory the job must not see (with --private)")
     parser.add_argument("--data", default=None,
                         help="the job's dataset; kept visible when it is in /dev/shm")
+    parser.add_argument("--keep", action="append", default=[],
+                        help="a directory inside a hidden one that the job may still use "
+                             "(its checkpoint folder), bound back read-write")
     parser.add_argument("--env-stdin", action="store_true",
                         help="read the job's environment as a JSON object from stdin")
+    parser.add_argument("--keepalive", default=None,
+                        help="end the job when this file stops changing (its agent is cut off)")
+    parser.add_argument("--fence-seconds", type=float, default=10.0,
+                        help="how long the keepalive may stay unchanged")
+    parser.add_argument("--parent-pid", type=int, default=None,
+                        help="end the job when this process (our parent) dies")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     if args.command[:1] == ["--"]:
         args.command = args.command[1:]
     if not args.command:
         parser.error("no command after --")
+    if not args.fence_seconds > 0:  # also refuses NaN
+        parser.error("--fence-seconds must be positive")
     return args
 
 
@@ -174,6 +194,83 @@ def _oom_kills(path: Path) -> int:
     return 0
 
 
+# ---- fencing ----------------------------------------------------------------------------
+
+FENCE_CHECK_S = 0.5  # how often the keepalive and the parent are looked at
+
+
+class Fence:
+    """When must the job end so that it cannot run twice? Its agent's keepalive file
+    unchanged for ``seconds`` (measured on the monotonic clock from the last change seen,
+    so a wall-clock jump neither fences a healthy job nor spares a cut-off one; a missing
+    file counts as unchanged), or its parent gone (reparented: getppid changes)."""
+
+    def __init__(self, keepalive: str | None, seconds: float, parent: int | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.keepalive, self.seconds, self.parent = keepalive, seconds, parent
+        self._clock = clock
+        self._seen = self._stamp()
+        self._changed_at = clock()
+
+    def _stamp(self) -> int | None:
+        if self.keepalive is None:
+            return None
+        try:
+            return os.stat(self.keepalive).st_mtime_ns
+        except OSError:
+            return None
+
+    @property
+    def active(self) -> bool:
+        return self.keepalive is not None or self.parent is not None
+
+    def reason(self) -> str | None:
+        """Why the job must end now, or None while it may run on."""
+        if self.parent is not None and os.getppid() != self.parent:
+            return (f"fenced: its node agent (pid {self.parent}) died, so that it cannot "
+                    "run twice")
+        if self.keepalive is None:
+            return None
+        stamp, now = self._stamp(), self._clock()
+        if stamp is not None and stamp != self._seen:
+            self._seen, self._changed_at = stamp, now
+            return None
+        stale = now - self._changed_at
+        if stale < self.seconds:
+            return None
+        return (f"fenced: its node agent's keepalive went stale for {stale:.1f} s: fenced "
+                "so that it cannot run twice")
+
+
+def _wait_or_fence(child: int, fence: Fence) -> tuple[int, str | None]:
+    """The child's wait status, as ``os.waitpid``; with the reason when it was fenced.
+    A fenced child is SIGKILLed (a namespace's init takes the namespace with it); what
+    else of the tree is left goes with the launcher's usual end (``_kill_tree``)."""
+    if not fence.active:
+        return os.waitpid(child, 0)[1], None
+    watch = None
+    with contextlib.suppress(AttributeError, OSError):  # Linux >= 5.3: wake on its exit
+        watch = os.pidfd_open(child)
+    try:
+        while True:
+            pid, status = os.waitpid(child, os.WNOHANG)
+            if pid == child:
+                return status, None
+            reason = fence.reason()
+            if reason is not None:
+                print(f"slicebox: {reason}", file=sys.stderr, flush=True)
+                with contextlib.suppress(OSError):
+                    os.kill(child, signal.SIGKILL)
+                return os.waitpid(child, 0)[1], reason
+            if watch is not None:
+                select.select([watch], [], [], FENCE_CHECK_S)
+            else:
+                time.sleep(min(FENCE_CHECK_S, 0.1))
+    finally:
+        if watch is not None:
+            os.close(watch)
+
+
 # ---- the job's namespaces --------------------------------------------------------------
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int,
@@ -200,7 +297,7 @@ def _read_only(path: str) -> None:
                    MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def _private_mounts(hide: list[str], data: str | None) -> None:
+def _private_mounts(hide: list[str], data: str | None, keep: list[str] | None = None) -> None:
     """In a new mount namespace: the job's own /proc and /dev/shm (its staged dataset
     alone shown there, read-only); the state directory hidden; /sys (cgroupfs included)
     and /proc/sys read-only; no block devices."""
@@ -219,8 +316,28 @@ def _private_mounts(hide: list[str], data: str | None) -> None:
         _read_only(path)
     for path in hide:
         if os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+            kept = _open_kept(path, keep or [])
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                    "size=4k,mode=555")
+            for inner, fd in kept.items():
+                os.makedirs(inner, exist_ok=True)  # mount points in the fresh tmpfs
+                _mount(f"/proc/self/fd/{fd}", inner, None, MS_BIND)
+                os.close(fd)
+            # Read-only from here: the job cannot fill or change what hides the folder.
+            _mount(None, path, None, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY,
+                   "size=4k,mode=555")
+
+
+def _open_kept(hidden: str, keep: list[str]) -> dict[str, int]:
+    """The kept folders below ``hidden``, opened before it is covered (then unreachable
+    by path). Only real directories, never through a link: the job made none of them."""
+    kept = {}
+    root = os.path.realpath(hidden).rstrip("/") + "/"
+    for path in keep:
+        real = os.path.realpath(path)
+        if real.startswith(root) and os.path.isdir(real):
+            kept[real] = os.open(real, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    return kept
 
 
 def _show_staged(fd: int, path: str) -> None:
@@ -297,7 +414,7 @@ def _init(args: argparse.Namespace, mode: str, joins: list[int], env: dict[str, 
     and report the job's wait status. When it exits, the kernel kills the namespace."""
     try:
         _die_with(launcher)
-        _private_mounts(args.hide, args.data)
+        _private_mounts(args.hide, args.data, args.keep)
     except BaseException as exc:  # noqa: BLE001 - the job must not run unconfined
         with contextlib.suppress(OSError):
             os.write(error_w, f"cannot confine the job: {exc}".encode()[:4000])
@@ -439,6 +556,9 @@ def main(argv: list[str] | None = None) -> int:
         print("slicebox: the controller did not hand over the job's environment (it died "
               "while starting the job); nothing was started", file=sys.stderr, flush=True)
         return 125
+    # Watched from here: the agent has just launched us, so the keepalive's seconds count
+    # from now; an agent already gone fences the job at the first look.
+    fence = Fence(args.keepalive, args.fence_seconds, args.parent_pid)
     for name in _SURVIVE:
         signal.signal(getattr(signal, name), _noop)
     _LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -479,7 +599,7 @@ def main(argv: list[str] | None = None) -> int:
         os.close(fd)
     with os.fdopen(error_r, "rb") as pipe:
         error = pipe.read().decode(errors="replace") or None
-    _, status = os.waitpid(child, 0)
+    status, fenced = _wait_or_fence(child, fence)
     with os.fdopen(status_r, "rb") as pipe:
         reported = pipe.read().decode()
     if private and reported.isdigit():
@@ -488,14 +608,17 @@ def main(argv: list[str] | None = None) -> int:
     if error:
         print(f"slicebox: {error}", file=sys.stderr, flush=True)
     _kill_tree(groups)
-    verdict = _memory_verdict(groups, args.memory_bytes) if code != 0 else None
+    verdict = _memory_verdict(groups, args.memory_bytes) if code != 0 and not fenced else None
     if verdict:
         print(f"slicebox: {verdict}", file=sys.stderr, flush=True)
     for group in groups:
         _empty_cgroup(group)
-    _write_exit(Path(args.exit_file), {
+    record: dict[str, object] = {
         "job_id": args.job_id, "attempt": args.attempt, "exit_code": code,
-        "error": error or verdict, "finished_at": time.time(), "launcher_pid": me})
+        "error": fenced or error or verdict, "finished_at": time.time(), "launcher_pid": me}
+    if fenced:
+        record["fenced"] = True
+    _write_exit(Path(args.exit_file), record)
     return code if code >= 0 else 128 - code
 
 

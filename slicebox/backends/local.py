@@ -34,9 +34,8 @@ from slicebox.backends.base import (
     ExitRecord,
     LaunchError,
     Progress,
-    Staged,
-    StagingFailed,
     Started,
+    apply_plan,
 )
 from slicebox.backends.env import job_environment, memory_bytes
 from slicebox.backends.logs import read_reports
@@ -93,12 +92,30 @@ class LocalBackend:
                  cgroup: str | Path | None = None, python: str = sys.executable,
                  base_env: Mapping[str, str] | None = None,
                  clock: Callable[[], float] = time.time,
-                 namespaces: bool | None = None) -> None:
+                 namespaces: bool | None = None,
+                 checkpoint_root: str | Path | None = None,
+                 keepalive: str | Path | None = None, fence_seconds: float = 10.0,
+                 die_with_parent: bool = False) -> None:
         """``node``: the pool node this machine is (None: accept any composition);
         ``cgroup``: "auto" (default), "off", or a cgroup v2 directory for job cgroups;
         ``namespaces``: private mount + pid namespaces per job where the kernel allows
-        (None: unless ``SLICEBOX_NAMESPACES=off``)."""
+        (None: unless ``SLICEBOX_NAMESPACES=off``);
+        ``checkpoint_root``: where jobs' own checkpoint folders go (``<root>/<job-id>``;
+        default ``<state_dir>/checkpoints``): storage every node mounts, so a job resumed
+        on another node finds its checkpoint;
+        ``keepalive``: a file the caller (a node agent) touches while it is in touch with
+        its controller; a job whose keepalive has not changed for ``fence_seconds`` is
+        killed by its launcher (fenced), so that it never runs beside its replacement;
+        ``die_with_parent``: the launcher ends its job when the process that launched it
+        dies (an agent); never for a local controller, whose restart must keep jobs."""
+        if keepalive is not None and not fence_seconds > 0:
+            raise ValueError(f"fence_seconds must be positive, not {fence_seconds!r}")
         self.state_dir = Path(state_dir)
+        self.checkpoint_root = (Path(checkpoint_root) if checkpoint_root is not None
+                                else self.state_dir / "checkpoints")
+        self.keepalive = Path(keepalive) if keepalive is not None else None
+        self.fence_seconds = float(fence_seconds)
+        self.die_with_parent = die_with_parent
         self.logs_dir = self.state_dir / "logs"
         self.exit_dir = self.state_dir / "exit"
         self.node = node
@@ -116,29 +133,23 @@ class LocalBackend:
     # ---- acting -----------------------------------------------------------------------
 
     def apply(self, plan: Plan, jobs: Mapping[str, JobRecord]) -> list[BackendEvent]:
-        events: list[BackendEvent] = []
-        for job_id in plan.stop:
-            self.stop(jobs[job_id])
-        for comp in plan.start:
-            job = jobs[comp.job_id]
-            if comp.staging is not None and not comp.staging.cached:
-                self.stage(job, comp)
-                continue
-            try:
-                events.append(self.launch(job, comp))
-            except LaunchError as exc:
-                events.append(Exited(job.id, job.attempt, None, error=str(exc)))
-        return events
+        return apply_plan(self, plan, jobs)
 
     def stage(self, job: JobRecord, comp: Composition) -> None:
         if comp.staging is None:
             raise LaunchError(f"job {job.id}: nothing to stage")
         self._stager.start(job.id, comp.staging)
 
-    def launch(self, job: JobRecord, comp: Composition) -> Started:
+    def launch(self, job: JobRecord, comp: Composition, *,
+               extra_env: Mapping[str, str] | None = None) -> Started:
+        """Start ``job`` on ``comp`` (one node). ``extra_env``: variables the caller adds
+        to the job's environment after the composition's (a gang rank's ``MASTER_ADDR``,
+        ``RANK``, ``SLICEBOX_WORLD_SIZE``, ``SLICEBOX_RANK``); they may not set any other
+        ``SLICEBOX_*`` nor ``CUDA_VISIBLE_DEVICES``, which say what the job was given."""
         if self.node is not None and comp.node != self.node:
             raise LaunchError(f"job {job.id} is placed on node {comp.node!r}, but this local "
                               f"backend runs node {self.node!r}")
+        extra = _checked_extra_env(job.id, extra_env or {})
         # Owner only: where no namespace hides them, a job running as another user must
         # not read other jobs' logs and exits.
         for folder in (self.logs_dir, self.exit_dir):
@@ -156,12 +167,24 @@ class LocalBackend:
             argv += ["--cgroup", str(memory_group)]
         if cpuset is not None and comp.cores:
             argv += ["--cpuset", str(cpuset)]
+        checkpoints = self.checkpoint_dir(job)
+        own_folder = checkpoints == self._default_checkpoint_dir(job)
+        if own_folder:
+            checkpoints.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.isolation.namespaces:
-            argv += ["--private", "--hide", str(self.state_dir.resolve())]
+            argv += ["--private", *self._hidden()]
             if comp.data_path:
                 argv += ["--data", comp.data_path]
+            if own_folder:
+                # Its own checkpoint folder stays writable where the state dir (and a
+                # checkpoint root elsewhere) is hidden; only that one: a spec's
+                # checkpoint.path naming the logs or exit records must not open them.
+                argv += ["--keep", str(checkpoints.resolve())]
+        argv += self._fence_arguments()
         argv += ["--", *job.spec.command]
-        job_env = job_environment(self._base_env, job.id, job.attempt, job.spec, comp)
+        job_env = job_environment(self._base_env, job.id, job.attempt, job.spec, comp,
+                                  checkpoint_dir=str(checkpoints))
+        job_env.update(extra)
         env = {"PATH": _LAUNCHER_PATH, "LC_ALL": "C.UTF-8", "SLICEBOX_JOB_ID": job.id,
                "SLICEBOX_ATTEMPT": str(job.attempt)}
         cwd = job.workdir or job.spec.workdir
@@ -182,6 +205,42 @@ class LocalBackend:
         self._tracked[job.id] = self._tracked_for(job, comp, popen.pid, started, log_path,
                                                   offset, popen)
         return Started(job.id, job.attempt, popen.pid, started, str(log_path), offset)
+
+    def checkpoint_dir(self, job: JobRecord) -> Path:
+        """Where ``job`` keeps its checkpoints: its spec's ``checkpoint.path`` (relative
+        to its workdir), else ``<state>/checkpoints/<job-id>``, one folder per job."""
+        named = job.spec.checkpoint.path
+        if named:
+            path = Path(named)
+            base = job.workdir or job.spec.workdir
+            return path if path.is_absolute() or base is None else Path(base) / path
+        return self._default_checkpoint_dir(job)
+
+    def _default_checkpoint_dir(self, job: JobRecord) -> Path:
+        return self.checkpoint_root / job.id
+
+    def _hidden(self) -> list[str]:
+        """``--hide`` arguments: the state directory, and a checkpoint root outside it
+        (other jobs' checkpoints), each hidden from the job but for its ``--keep``."""
+        state = self.state_dir.resolve()
+        hidden = [state]
+        root = self.checkpoint_root.resolve()
+        if not root.is_relative_to(state):
+            root.mkdir(mode=0o700, parents=True, exist_ok=True)  # hidden only if it exists
+            if state.is_relative_to(root):
+                hidden.insert(0, root)  # the outer one first: the inner is then covered
+            else:
+                hidden.append(root)
+        return [arg for path in hidden for arg in ("--hide", str(path))]
+
+    def _fence_arguments(self) -> list[str]:
+        argv: list[str] = []
+        if self.keepalive is not None:
+            argv += ["--keepalive", str(self.keepalive.absolute()),
+                     "--fence-seconds", repr(self.fence_seconds)]
+        if self.die_with_parent:
+            argv += ["--parent-pid", str(os.getpid())]
+        return argv
 
     @staticmethod
     def _send_env(popen: subprocess.Popen[bytes], env: Mapping[str, str]) -> None:
@@ -223,12 +282,7 @@ class LocalBackend:
 
     def poll(self) -> list[BackendEvent]:
         events: list[BackendEvent] = []
-        for result in self._stager.poll():
-            if result.ok:
-                events.append(Staged(result.job_id, result.staging, result.bytes,
-                                     result.seconds))
-            else:
-                events.append(StagingFailed(result.job_id, result.staging, result.error))
+        events.extend(result.event() for result in self._stager.poll())
         now = self._clock()
         self._stale = {g for g in self._stale if not _try_remove_group(g)}
         # Without per-task children files: one scan of /proc per round, and only where a
@@ -314,6 +368,9 @@ class LocalBackend:
         return self._stager.busy(job_id)
 
     def adopt(self, job: JobRecord) -> Started | None:
+        known = self._tracked.get(job.id)
+        if known is not None and known.attempt == job.attempt:
+            return self._readopt(known, job)
         pid, started = job.pid, job.pid_start_time
         if pid is None or not procs.is_job_process(pid, started, job.id):
             found = procs.find_launcher(job.id, job.attempt) if pid is None else None
@@ -339,6 +396,23 @@ class LocalBackend:
         self._tracked[job.id] = tracked
         return Started(job.id, job.attempt, pid, started, str(log_path), offset)
 
+    def _readopt(self, tracked: _Tracked, job: JobRecord) -> Started | None:
+        """A new controller asks a backend that never stopped watching the job (a node
+        agent outlives its controller). Still running: the same watch goes on (its child,
+        its stop, its limits), reading again from the offset the store has, so that what
+        the dead controller never recorded is not lost. Ended: no longer watched, and
+        None; ``exit_record`` says how it ended, as for any job that ended unwatched."""
+        finished = self._exit_of(tracked)
+        if finished is not None:
+            del self._tracked[job.id]
+            self._stale.update(g for g in tracked.groups if g.exists())
+            return None
+        tracked.offset = job.log_offset or _attempt_start(tracked.log_path, job.attempt)
+        if job.stop is not None and not tracked.stopping:
+            tracked.stopping, tracked.deadline = True, job.stop.deadline
+        return Started(job.id, job.attempt, tracked.pid, tracked.start_time,
+                       str(tracked.log_path), tracked.offset)
+
     def exit_record(self, job: JobRecord) -> ExitRecord | None:
         return self.exit_record_for(job.id, job.attempt)
 
@@ -357,10 +431,13 @@ class LocalBackend:
             if procs.alive(tracked.pid, tracked.start_time):
                 return None
             code = None  # not our child: only the launcher's exit file can tell
-        record = self.exit_record_for(tracked.job_id, tracked.attempt)
-        error = None
-        if record is not None:
-            code, error = record.exit_code, record.error
+        data = self._exit_data(tracked.job_id, tracked.attempt)
+        error, fenced = None, False
+        if data is not None:
+            record = _record_of(data, tracked.attempt)
+            # fenced: its launcher ended it because this node lost touch with its
+            # controller, which starts it elsewhere: not the job's failure.
+            code, error, fenced = record.exit_code, record.error, record.node_lost
         else:
             # The launcher died without writing its record (killed from outside): end
             # whatever of the job is left and say so, rather than guess at the cause.
@@ -373,7 +450,7 @@ class LocalBackend:
         if tracked.breach is not None:
             error = tracked.breach
         return Exited(tracked.job_id, tracked.attempt, code, error, tracked.stopping,
-                      tracked.killed)
+                      tracked.killed, node_lost=fenced)
 
     def _end_orphaned(self, tracked: _Tracked) -> int:
         left = self._kill_tree(tracked)
@@ -383,14 +460,26 @@ class LocalBackend:
         return left
 
     def exit_record_for(self, job_id: str, attempt: int) -> ExitRecord | None:
+        data = self._exit_data(job_id, attempt)
+        return _record_of(data, attempt) if data is not None else None
+
+    def fenced(self, job_id: str, attempt: int) -> str | None:
+        """Why this attempt's launcher fenced it (its keepalive went stale, or its agent
+        died), from its exit record; None when it was not fenced or has not ended."""
+        data = self._exit_data(job_id, attempt)
+        if data is None or data.get("fenced") is not True:
+            return None
+        return str(data.get("error") or "fenced")
+
+    def _exit_data(self, job_id: str, attempt: int) -> dict[str, object] | None:
         try:
             data = json.loads((self.exit_dir / job_id).read_text())
         except (OSError, ValueError):
             return None
-        if data.get("job_id") != job_id or data.get("attempt") != attempt:
+        if not isinstance(data, dict) or data.get("job_id") != job_id \
+                or data.get("attempt") != attempt:
             return None
-        return ExitRecord(attempt, data.get("exit_code"), data.get("error"),
-                          data.get("finished_at"))
+        return data
 
     def _progress(self, tracked: _Tracked, now: float) -> list[Progress]:
         reports, offset = read_reports(tracked.log_path, tracked.offset)
@@ -402,6 +491,40 @@ class LocalBackend:
             # Remember how far we read even without a report, so a restart does not reread.
             events.append(Progress(tracked.job_id, now, None, None, offset))
         return events
+
+
+def _record_of(data: Mapping[str, object], attempt: int) -> ExitRecord:
+    """An exit file's content (its job id and attempt already checked) as a record."""
+    code, error, finished = data.get("exit_code"), data.get("error"), data.get("finished_at")
+    return ExitRecord(attempt, code if isinstance(code, int) else None,
+                      error if isinstance(error, str) else None,
+                      float(finished) if isinstance(finished, (int, float)) else None,
+                      node_lost=data.get("fenced") is True)
+
+
+_RESERVED_NAMES = ("CUDA_VISIBLE_DEVICES",)
+# The two SLICEBOX_ names only a gang launcher knows (``env.rank_environment``): the gang's
+# process count and this rank. Every other SLICEBOX_ name is the backend's to say.
+GANG_VARIABLES = frozenset({"SLICEBOX_WORLD_SIZE", "SLICEBOX_RANK"})
+
+
+def _checked_extra_env(job_id: str, extra: Mapping[str, str]) -> dict[str, str]:
+    """The caller's variables, refused where they would change what the composition says
+    (``SLICEBOX_*``, ``CUDA_VISIBLE_DEVICES``) or are not an environment entry at all."""
+    checked = {}
+    for name, value in extra.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise LaunchError(f"job {job_id}: extra environment entry {name!r} must map a "
+                              "name to a string")
+        if (name.startswith("SLICEBOX_") and name not in GANG_VARIABLES) \
+                or name in _RESERVED_NAMES:
+            raise LaunchError(f"job {job_id}: extra environment variable {name} may not be "
+                              "set: it is the backend's (what the job was given)")
+        if not name or "=" in name or "\0" in name or "\0" in value:
+            raise LaunchError(f"job {job_id}: extra environment variable {name!r} is not a "
+                              "valid name=value entry (empty name, '=' or NUL)")
+        checked[name] = value
+    return checked
 
 
 def _cores(cores: frozenset[int] | set[int]) -> str:

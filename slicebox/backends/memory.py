@@ -18,18 +18,22 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from slicebox.backends.base import (
     BackendEvent,
     Exited,
     ExitRecord,
+    LaunchError,
     Staged,
     StagingFailed,
     Started,
+    apply_plan,
 )
 from slicebox.pool.composition import Composition, Plan
+from slicebox.pool.model import Node
 from slicebox.store.records import JobRecord
 
 Duration = Callable[[JobRecord], float | None]  # seconds a job runs; None: until told
@@ -63,8 +67,10 @@ class MemoryBackend:
     name = "memory"
 
     def __init__(self, *, clock: Callable[[], float] = time.time,
-                 duration: Duration | None = None, stage_seconds: float = 0.0) -> None:
+                 duration: Duration | None = None, stage_seconds: float = 0.0,
+                 checkpoint_root: Path | None = None) -> None:
         self._clock = clock
+        self._checkpoint_root = checkpoint_root
         self._duration = duration
         self._stage_seconds = stage_seconds
         self._pids = itertools.count(10_000)
@@ -78,16 +84,7 @@ class MemoryBackend:
     # ---- acting -----------------------------------------------------------------------
 
     def apply(self, plan: Plan, jobs: Mapping[str, JobRecord]) -> list[BackendEvent]:
-        events: list[BackendEvent] = []
-        for job_id in plan.stop:
-            self.stop(jobs[job_id])
-        for comp in plan.start:
-            job = jobs[comp.job_id]
-            if comp.staging is not None and not comp.staging.cached:
-                self.stage(job, comp)
-            else:
-                events.append(self.launch(job, comp))
-        return events
+        return apply_plan(self, plan, jobs)
 
     def stage(self, job: JobRecord, comp: Composition) -> None:
         self._staging[job.id] = (self._clock() + self._stage_seconds, comp)
@@ -111,6 +108,11 @@ class MemoryBackend:
         run = self._running.get(job.id)
         if run is not None and run.exit_code is None:
             run.exit_code, run.stopped = STOP_EXIT_CODE, True
+
+    def checkpoint_dir(self, job: JobRecord) -> Path | None:
+        """``<checkpoint_root>/<job id>`` (None without a root): where a test writes the
+        manifest (``latest.json``) a job would leave, for the controller to read."""
+        return self._checkpoint_root / job.id if self._checkpoint_root is not None else None
 
     # ---- telling jobs to end (tests) --------------------------------------------------
 
@@ -179,3 +181,78 @@ class MemoryBackend:
 
     def close(self) -> None:
         """Jobs keep "running": the next controller given this backend adopts them."""
+
+
+class ChangingPoolBackend(MemoryBackend):
+    """A ``MemoryBackend`` whose pool changes (a ``NodeSource``, as the Ray backend is):
+    tests take nodes away (``remove_node``) and bring them back (``add_node``).
+
+    A job or copy that touches a removed node, on any of its parts (a gang), comes back
+    from the next ``poll`` as one ``Exited(node_lost=True)`` with no exit code, as the Ray
+    backend reports it once every process of the attempt is fenced off."""
+
+    def __init__(self, nodes: Iterable[Node], *, clock: Callable[[], float] = time.time,
+                 duration: Duration | None = None, stage_seconds: float = 0.0,
+                 checkpoint_root: Path | None = None) -> None:
+        super().__init__(clock=clock, duration=duration, stage_seconds=stage_seconds,
+                         checkpoint_root=checkpoint_root)
+        self._nodes: dict[str, Node] = {n.name: n for n in nodes}
+        self._lost: list[Exited] = []
+        self._staging_attempts: dict[str, int] = {}
+
+    def nodes(self) -> tuple[Node, ...]:
+        return tuple(self._nodes.values())
+
+    def add_node(self, node: Node) -> None:
+        """``node`` joins (or comes back, possibly changed)."""
+        self._nodes[node.name] = node
+
+    def hide_node(self, name: str) -> Node:
+        """``name`` is not listed (its agent has not answered yet) while its jobs run on;
+        ``add_node`` lists it again."""
+        return self._nodes.pop(name)
+
+    def remove_node(self, name: str) -> list[str]:
+        """``name`` leaves; the jobs (running or staging) it takes down, reported at the next
+        ``poll``."""
+        del self._nodes[name]
+        lost: list[str] = []
+        for job_id, run in list(self._running.items()):
+            if name in run.comp.nodes and run.exit_code is None:
+                del self._running[job_id]
+                self._lost.append(Exited(job_id, run.attempt, None, node_lost=True,
+                                         error=f"node {name} left"))
+                lost.append(job_id)
+        for job_id, (_, comp) in list(self._staging.items()):
+            if name in comp.nodes:
+                del self._staging[job_id]
+                self._lost.append(Exited(job_id, self._staging_attempts.get(job_id, 0), None,
+                                         node_lost=True, error=f"node {name} left"))
+                lost.append(job_id)
+        return lost
+
+    def fence(self, job_id: str) -> None:
+        """The job's launcher killed it because its node's agent lost touch (no controller
+        watching): it is gone, and its exit record says it was fenced."""
+        run = self._running.pop(job_id)
+        self._ended[job_id] = ExitRecord(run.attempt, -9, "fenced: its node's agent lost "
+                                         "touch", self._clock(), node_lost=True)
+
+    def stage(self, job: JobRecord, comp: Composition) -> None:
+        self._check_nodes(comp)
+        self._staging_attempts[job.id] = job.attempt
+        super().stage(job, comp)
+
+    def launch(self, job: JobRecord, comp: Composition) -> Started:
+        self._check_nodes(comp)
+        return super().launch(job, comp)
+
+    def poll(self) -> list[BackendEvent]:
+        events: list[BackendEvent] = list(self._lost)
+        self._lost.clear()
+        return events + super().poll()
+
+    def _check_nodes(self, comp: Composition) -> None:
+        gone = [n for n in comp.nodes if n not in self._nodes]
+        if gone:
+            raise LaunchError(f"node {', '.join(gone)} is not in the pool")

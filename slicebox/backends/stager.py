@@ -22,10 +22,12 @@ import shutil
 import stat
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from slicebox.backends.base import Staged, StagingFailed
 from slicebox.errors import SliceboxError
 from slicebox.pool.composition import CACHE_DIR, Staging
 from slicebox.untrusted import file_kind, in_system_tree, shown
@@ -74,21 +76,42 @@ class StageResult:
     def ok(self) -> bool:
         return self.error is None and not self.aborted
 
+    def event(self) -> Staged | StagingFailed:
+        """The finished copy as the backend event the controller records."""
+        if self.ok:
+            return Staged(self.job_id, self.staging, self.bytes, self.seconds)
+        return StagingFailed(self.job_id, self.staging, self.error)
+
+
+# How one copy is made: (staging, abort flag, byte limit) -> bytes copied; raises
+# StagingAborted or StagingRefused.
+CopyFunction = Callable[[Staging, threading.Event, int], int]
+
+
+def _copy_local(staging: Staging, abort: threading.Event, limit: int) -> int:
+    return copy_into_place(Path(staging.source), Path(staging.target), abort, limit=limit)
+
 
 class Stager:
-    """Runs copies on worker threads; ``poll`` hands back the finished ones."""
+    """Runs copies on worker threads; ``poll`` hands back the finished ones. A copy is
+    local (``start``) unless a subclass makes it otherwise (the Ray agent's pulls from
+    another node: ``backends/ray/transfer.py``); either way the same evictions first, the
+    same byte limit, and the same results."""
 
-    def __init__(self, workers: int = 2) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slicebox-stage")
+    def __init__(self, workers: int = 2, name: str = "slicebox-stage") -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
         self._done: queue.Queue[StageResult] = queue.Queue()
         self._abort: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
     def start(self, job_id: str, staging: Staging) -> None:
+        self._start(job_id, staging, _copy_local)
+
+    def _start(self, job_id: str, staging: Staging, copy: CopyFunction) -> None:
         flag = threading.Event()
         with self._lock:
             self._abort[job_id] = flag
-        self._pool.submit(self._run, job_id, staging, flag)
+        self._pool.submit(self._run, job_id, staging, copy, flag)
 
     def abort(self, job_id: str) -> bool:
         with self._lock:
@@ -115,13 +138,13 @@ class Stager:
                 flag.set()
         self._pool.shutdown(wait=True)
 
-    def _run(self, job_id: str, staging: Staging, flag: threading.Event) -> None:
+    def _run(self, job_id: str, staging: Staging, copy: CopyFunction,
+             flag: threading.Event) -> None:
         began = time.monotonic()
         try:
             for path in staging.evict:
                 evict(Path(path))
-            size = copy_into_place(Path(staging.source), Path(staging.target), flag,
-                                   limit=byte_limit(staging.size_gib))
+            size = copy(staging, flag, byte_limit(staging.size_gib))
             result = StageResult(job_id, staging, size, time.monotonic() - began)
         except StagingAborted:
             result = StageResult(job_id, staging, aborted=True)

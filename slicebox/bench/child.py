@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -9,11 +10,14 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from slicebox import sdk
 from slicebox.bench.results import RESULT_KIND, RunResult
 from slicebox.bench.slices import SliceShape
+
+MLLOG_PREFIX = ":::MLLOG "
 
 
 def child_argv(
@@ -25,6 +29,7 @@ def child_argv(
     seed: int,
     max_seconds: float | None,
     python: str = sys.executable,
+    output_dir: Path | None = None,
 ) -> list[str]:
     """The job argv that runs one benchmark on one slice shape."""
     argv = [
@@ -47,6 +52,8 @@ def child_argv(
         argv += ["--cores", ",".join(map(str, shape.cores))]
     if shape.memory_fraction is not None:
         argv += ["--memory-fraction", f"{shape.memory_fraction:g}"]
+    if output_dir is not None:
+        argv += ["--output-dir", str(output_dir)]
     return argv
 
 
@@ -61,14 +68,32 @@ def child_env(shape: SliceShape) -> dict[str, str]:
     return env
 
 
+STDOUT_LOG = "stdout.log"
+STDERR_LOG = "stderr.log"
+MLLOG_FILE = "mllog.txt"  # the run's :::MLLOG lines: what MLPerf's compliance checker reads
+
+
 def run_child(
     argv: list[str],
     env: dict[str, str],
     timeout_s: float,
     on_report: Callable[[dict[str, Any]], None] | None = None,
+    keep_dir: Path | None = None,
 ) -> RunResult | str:
-    """Run one benchmark process; its RunResult, or why there is none."""
-    with tempfile.TemporaryFile(mode="w+") as stderr:
+    """Run one benchmark process; its RunResult, or why there is none.
+
+    With ``keep_dir``, its output stays there: ``stdout.log`` and ``stderr.log`` whole,
+    and ``mllog.txt`` with just the ``:::MLLOG`` lines.
+    """
+    with contextlib.ExitStack() as files:
+        if keep_dir is not None:
+            keep_dir.mkdir(parents=True, exist_ok=True)
+            stderr = files.enter_context(open(keep_dir / STDERR_LOG, "w+"))
+            stdout_copy: TextIO | None = files.enter_context(open(keep_dir / STDOUT_LOG, "w"))
+            mllog: TextIO | None = files.enter_context(open(keep_dir / MLLOG_FILE, "w"))
+        else:
+            stderr = files.enter_context(tempfile.TemporaryFile(mode="w+"))
+            stdout_copy = mllog = None
         process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
         killed = threading.Event()
 
@@ -83,6 +108,10 @@ def run_child(
         try:
             assert process.stdout is not None
             for line in process.stdout:
+                if stdout_copy is not None:
+                    stdout_copy.write(line)
+                if mllog is not None and line.startswith(MLLOG_PREFIX):
+                    mllog.write(line if line.endswith("\n") else line + "\n")
                 if line.startswith("{"):
                     try:
                         data = json.loads(line)
@@ -102,6 +131,7 @@ def run_child(
                 process.wait()
         if result is not None:
             return result
+        stderr.flush()
         stderr.seek(0)
         tail = stderr.read().strip().splitlines()[-3:]
         if killed.is_set():

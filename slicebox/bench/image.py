@@ -6,6 +6,7 @@ a fixed stratified 80/20 split (the same for every seed, as MLPerf fixes its eva
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from slicebox.bench.config import TrainConfig
+from slicebox.bench.distributed import Gang, GangError, joined
 from slicebox.bench.loop import Workload, run_training
 from slicebox.bench.results import RunResult
 
@@ -117,19 +119,31 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
     return float((model(images).argmax(dim=1) == labels).float().mean())
 
 
-def build(config: TrainConfig) -> Workload:
+def gang_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                  gang: Gang) -> float:
+    """Accuracy on the whole eval set, each rank scoring its share: the counts are summed,
+    so every rank gets the same number and takes the same stop decision."""
+    gang.sync_buffers(model)
+    mine = gang.shard(torch.arange(len(labels), device=labels.device))
+    right = int((model(images[mine]).argmax(dim=1) == labels[mine]).sum())
+    right, total = gang.sum(right, len(mine))
+    return right / total
+
+
+def build(config: TrainConfig, gang: Gang | None = None) -> Workload:
+    """The workload; with ``gang``, this rank's part of it (see ``bench.distributed``)."""
     size = QUICK if config.quick else FULL
-    batch_size = config.batch_size or size.batch_size
+    batch_size, lr = config.batch_and_lr(size.batch_size, size.lr)
     x_train, y_train, x_eval, y_eval = (t.to(config.device) for t in load_digits_split())
     model = DigitsResNet(size.width).to(config.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=size.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(config.seed)
 
     def epoch_batches(epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(len(x_train), generator=generator).to(config.device)
         return [(x_train[i], y_train[i]) for i in order.split(batch_size)]
 
-    return Workload(
+    workload = Workload(
         model=model,
         optimizer=optimizer,
         epoch_batches=epoch_batches,
@@ -143,11 +157,53 @@ def build(config: TrainConfig) -> Workload:
         max_epochs=size.max_epochs,
         train_samples=len(x_train),
         eval_samples=len(x_eval),
-        learning_rate=size.lr,
+        learning_rate=lr,
         probe_inputs=(x_eval,),
+        generator=generator,  # the data position a checkpoint keeps
     )
+    if gang is None:
+        return workload
+    return _one_rank(workload, gang, (x_train, y_train), (x_eval, y_eval), config.device)
+
+
+def _one_rank(w: Workload, gang: Gang, train: tuple[torch.Tensor, torch.Tensor],
+              evaluation: tuple[torch.Tensor, torch.Tensor], device: str) -> Workload:
+    """``w`` as rank ``gang.rank`` trains it: the same model, optimizer, batch and data
+    order, with its share of each global batch and DDP averaging the gradients."""
+    if w.batch_size < gang.world_size:
+        raise GangError(f"batch size {w.batch_size} is smaller than the gang's "
+                        f"{gang.world_size} ranks: every rank needs a sample")
+    if w.generator is None:
+        raise GangError("a gang needs the data order's generator, to draw the same order")
+    x_train, y_train = train
+    x_eval, y_eval = evaluation
+    generator, batch_size = w.generator, w.batch_size
+    replica = gang.wrap(w.model)
+
+    def epoch_batches(epoch: int) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+        # The same order on every rank (same generator, same seed); each trains on its
+        # share of every global batch. A last batch too small to share is dropped.
+        order = torch.randperm(len(x_train), generator=generator).to(device)
+        return [(x_train[gang.shard(i)], y_train[gang.shard(i)], len(i))
+                for i in order.split(batch_size) if len(i) >= gang.world_size]
+
+    def loss(_plain: nn.Module, batch: tuple[torch.Tensor, torch.Tensor, int]) -> torch.Tensor:
+        # Through the DDP replica, whose hooks all-reduce the gradients (the loop's model,
+        # ``_plain``, is what checkpoints see). Summed over this rank's share and scaled
+        # so that DDP's average over the ranks is the global batch's mean, as one process
+        # would compute it.
+        images, labels, global_batch = batch
+        summed = F.cross_entropy(replica(images), labels, reduction="sum")
+        return summed * (gang.world_size / global_batch)
+
+    return dataclasses.replace(
+        w, epoch_batches=epoch_batches, loss=loss,
+        batch_samples=lambda b: b[2],  # the gang's samples: rank 0 reports all of them
+        evaluate=lambda m: gang_accuracy(m, x_eval, y_eval, gang), gang=gang)
 
 
 def train(config: TrainConfig) -> RunResult:
-    """Train the digits ResNet to its eval accuracy target (0.99 full, 0.95 quick)."""
-    return run_training(NAME, config, build)
+    """Train the digits ResNet to its eval accuracy target (0.99 full, 0.95 quick); as
+    one rank of a DDP gang when the environment names one (``bench.distributed``)."""
+    with joined() as gang:
+        return run_training(NAME, config, lambda c: build(c, gang))

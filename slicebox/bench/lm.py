@@ -138,7 +138,7 @@ def next_byte_loss(model: nn.Module, windows: torch.Tensor) -> torch.Tensor:
 
 def build(config: TrainConfig) -> Workload:
     size = QUICK if config.quick else FULL
-    batch_size = config.batch_size or size.batch_size
+    batch_size, lr = config.batch_and_lr(size.batch_size, size.lr)
     text = torch.from_numpy(np.frombuffer(load_text(), dtype=np.uint8).astype(np.int64))
     split = int(len(text) * (1 - EVAL_FRACTION))
     train, held_out = text[:split], text[split:]
@@ -152,7 +152,7 @@ def build(config: TrainConfig) -> Workload:
     train_windows = (len(train) - 1) // size.context
     generator = torch.Generator().manual_seed(config.seed)
     model = TinyGPT(size).to(config.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=size.lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
 
     def epoch_batches(epoch: int) -> list[torch.Tensor]:
         # Non-overlapping windows from a random phase each epoch: every byte is seen
@@ -182,9 +182,10 @@ def build(config: TrainConfig) -> Workload:
         max_epochs=size.max_epochs,
         train_samples=train_windows,
         eval_samples=size.eval_windows,
-        learning_rate=size.lr,
+        learning_rate=lr,
         eval_every_steps=size.eval_every_steps,
         probe_inputs=(eval_windows[:, :-1],),
+        generator=generator,  # the data position a checkpoint keeps
     )
 
 

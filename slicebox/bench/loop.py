@@ -8,11 +8,12 @@ is run_start -> run_stop; throughput counts only time spent in training steps.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,7 +24,11 @@ from slicebox.bench import mlperf_log as ml
 from slicebox.bench.config import TrainConfig
 from slicebox.bench.precision import autocast, device_type, grad_scaler, unsupported_reason
 from slicebox.bench.results import STATUS_OK, RunResult, unsupported
+from slicebox.bench.resume import Checkpointed, Keeper, Position
 from slicebox.bench.sparsity import TwoFourMasks, semi_structured_speedup
+
+if TYPE_CHECKING:
+    from slicebox.bench.distributed import Gang
 
 REPORT_EVERY_S = 1.0
 
@@ -49,6 +54,11 @@ class Workload:
     eval_every_steps: int | None = None  # also evaluate mid-epoch, for a finer time-to-quality
     # Inputs for timing the sparse model's forward pass on semi-structured kernels.
     probe_inputs: tuple[torch.Tensor, ...] | None = None
+    # The generator epoch_batches draws the data order from: its state is the data
+    # position a checkpoint keeps, so a resumed run sees the same batches (resume.py).
+    generator: torch.Generator | None = None
+    # One rank of a DDP gang (bench/distributed.py): decisions are taken for all ranks.
+    gang: Gang | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -128,7 +138,9 @@ class _Run:
             return
         self.last_report = now
         loss = float(self.last_loss) if self.last_loss is not None else None
-        sdk.report(samples=self.samples, quality=self.quality, epoch=self.epoch, loss=loss)
+        sdk.report(samples=self.samples, quality=self.quality, epoch=self.epoch, loss=loss,
+                   quality_metric=self.w.quality_metric,
+                   higher_is_better=self.w.higher_is_better)
 
     def on_target(self) -> bool:
         """The target was reached: True ends the run; sparse runs prune and go on."""
@@ -141,11 +153,8 @@ class _Run:
 
 
 def _log_run_parameters(log: ml.MLPerfLogger, name: str, w: Workload, config: TrainConfig) -> None:
-    log.event(ml.SUBMISSION_BENCHMARK, f"slicebox-{name}")
-    log.event(ml.SUBMISSION_DIVISION, "open")  # not an official MLPerf benchmark
-    log.event(ml.SUBMISSION_ORG, "slicebox")
-    log.event(ml.SUBMISSION_PLATFORM, config.device)
-    log.event(ml.SUBMISSION_STATUS, "research")
+    """The run's hyperparameters, between init_start and init_stop (the submission_*
+    lines came first, with init_start)."""
     log.event(ml.SEED, config.seed)
     log.event(ml.GLOBAL_BATCH_SIZE, w.batch_size)
     log.event(ml.TRAIN_SAMPLES, w.train_samples)
@@ -153,6 +162,7 @@ def _log_run_parameters(log: ml.MLPerfLogger, name: str, w: Workload, config: Tr
     log.event(ml.OPT_NAME, type(w.optimizer).__name__.lower())
     log.event(ml.OPT_BASE_LR, w.learning_rate)
     log.event("precision", config.precision)
+    ml.log_disclosure(log, config.precision, w.batch_size, f"slicebox/bench/{name}.py")
 
 
 def run_training(
@@ -165,25 +175,32 @@ def run_training(
         return unsupported(name, config.precision, config.device, reason)
 
     log = ml.MLPerfLogger()
-    log.start(ml.INIT_START)
+    ml.log_run_start_of_init(log, f"slicebox-{name}", config.device, config.data_path)
     seed_everything(config.seed)
     w = build(config)
     w.model.to(config.device).train()
-    log.end(ml.INIT_STOP)
     _log_run_parameters(log, name, w, config)
+    log.end(ml.INIT_STOP)
 
     run = _Run(w, config, log)
+    keeper = Keeper(name, config, w)  # inert unless run under Slicebox with a folder
+    resume = keeper.restore(run)
     max_epochs = config.max_epochs or w.max_epochs
     run_start = time.time()
     log.start(ml.RUN_START, time_s=run_start)
-    success = False
+    success = checkpointed = False
     try:
-        success = _train_until_target(run, max_epochs, run_start)
+        success = _train_until_target(run, max_epochs, run_start, keeper, resume)
+    except Checkpointed:
+        checkpointed = True
+        raise  # not the end of the run: the next attempt goes on from the checkpoint
     finally:
         run_stop = time.time()
         status = ml.SUCCESS if success else ml.ABORTED
-        log.end(ml.RUN_STOP, time_s=run_stop, metadata={ml.STATUS: status, ml.EPOCH_NUM: run.epoch})
-        run.report(force=True)
+        if not checkpointed:
+            log.end(ml.RUN_STOP, time_s=run_stop,
+                    metadata={ml.STATUS: status, ml.EPOCH_NUM: run.epoch})
+            run.report(force=True)
 
     speedup, note = None, ""
     if config.precision == "sparse" and run.masks is not None and w.probe_inputs is not None:
@@ -213,40 +230,62 @@ def run_training(
     )
 
 
-def _train_until_target(run: _Run, max_epochs: int, run_start: float) -> bool:
+def _train_until_target(run: _Run, max_epochs: int, run_start: float,
+                        keeper: Keeper | None = None, resume: Position | None = None) -> bool:
     config, w = run.config, run.w
     deadline = run_start + config.max_seconds if config.max_seconds else None
     epochs_left = max_epochs
+    skip = 0  # batches of the first epoch a restored checkpoint already trained
+    if resume is not None:
+        run.epoch, epochs_left, skip = resume.epoch - 1, resume.epochs_left + 1, \
+            resume.batches_done
+        if w.generator is not None and resume.generator_state is not None:
+            w.generator.set_state(resume.generator_state)
     while epochs_left > 0:
         epochs_left -= 1
         run.epoch += 1
         run.log.start(ml.EPOCH_START, metadata={ml.EPOCH_NUM: run.epoch})
         _sync(config.device)
         segment_start = time.perf_counter()
-        evaluated_at = -1
-        for batch in w.epoch_batches(run.epoch - 1):
+        evaluated_at = resume.evaluated_at if resume is not None and skip else -1
+        at_epoch = Position(run.epoch, 0, epochs_left, evaluated_at,
+                            w.generator.get_state() if w.generator is not None else None)
+        batches = itertools.islice(w.epoch_batches(run.epoch - 1), skip, None)
+        at_epoch.batches_done, skip = skip, 0
+        for batch in batches:
             run.train_step(batch)
             run.report()
+            at_epoch.batches_done += 1
             mid_eval = w.eval_every_steps is not None and run.steps % w.eval_every_steps == 0
             timed_out = deadline is not None and time.time() >= deadline
-            if not (mid_eval or timed_out):
-                continue
-            _sync(config.device)
-            run.train_time += time.perf_counter() - segment_start
-            if mid_eval:
-                evaluated_at = run.steps
-                if _reached(run.evaluate(), w.quality_target, w.higher_is_better):
-                    if run.on_target():
-                        run.log.end(ml.EPOCH_STOP, metadata={ml.EPOCH_NUM: run.epoch})
-                        return True
-                    epochs_left = max_epochs  # sparse: a fresh budget to fine-tune
-            if timed_out:
-                # No final evaluation: the limit is the limit, and on a starved slice an
-                # eval can take longer than the training did. The last quality stands.
-                run.log.end(ml.EPOCH_STOP, metadata={ml.EPOCH_NUM: run.epoch})
-                return False
-            _sync(config.device)
-            segment_start = time.perf_counter()
+            if deadline is not None and w.gang is not None:
+                (timed_out,) = w.gang.any(timed_out)  # a rank that stopped alone hangs the rest
+            if mid_eval or timed_out:
+                _sync(config.device)
+                run.train_time += time.perf_counter() - segment_start
+                if mid_eval:
+                    evaluated_at = run.steps
+                    if _reached(run.evaluate(), w.quality_target, w.higher_is_better):
+                        if run.on_target():
+                            run.log.end(ml.EPOCH_STOP, metadata={ml.EPOCH_NUM: run.epoch})
+                            return True
+                        epochs_left = max_epochs  # sparse: a fresh budget to fine-tune
+                if timed_out:
+                    # No final evaluation: the limit is the limit, and on a starved slice an
+                    # eval can take longer than the training did. The last quality stands.
+                    run.log.end(ml.EPOCH_STOP, metadata={ml.EPOCH_NUM: run.epoch})
+                    return False
+                _sync(config.device)
+                segment_start = time.perf_counter()
+            if keeper is not None and keeper.due(run.steps):
+                # After this step's evaluation, so a resumed run never skips or repeats one.
+                _sync(config.device)
+                run.train_time += time.perf_counter() - segment_start
+                at_epoch.evaluated_at, at_epoch.epochs_left = evaluated_at, epochs_left
+                keeper.save(run, at_epoch)
+                if keeper.stopping:
+                    raise Checkpointed
+                segment_start = time.perf_counter()
         _sync(config.device)
         run.train_time += time.perf_counter() - segment_start
         run.log.end(ml.EPOCH_STOP, metadata={ml.EPOCH_NUM: run.epoch})

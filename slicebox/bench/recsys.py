@@ -107,7 +107,7 @@ def load_log(config: TrainConfig, size: RecsysSize) -> clicklog.ClickLog:
 
 def build(config: TrainConfig) -> Workload:
     size = QUICK if config.quick else FULL
-    batch_size = config.batch_size or size.batch_size
+    batch_size, lr = config.batch_and_lr(size.batch_size, size.lr)
     log = load_log(config, size)
     eval_rows = min(size.eval_rows, log.rows // 5)
     train, held_out = log.split(eval_rows)
@@ -121,7 +121,7 @@ def build(config: TrainConfig) -> Workload:
     model = DLRM(
         clicklog.DENSE_FEATURES, clicklog.CARDINALITIES, size.embedding_dim, size.hidden
     ).to(config.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=size.lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(config.seed)
 
     def epoch_batches(epoch: int) -> list[tuple[torch.Tensor, ...]]:
@@ -146,9 +146,10 @@ def build(config: TrainConfig) -> Workload:
         max_epochs=size.max_epochs,
         train_samples=train.rows,
         eval_samples=held_out.rows,
-        learning_rate=size.lr,
+        learning_rate=lr,
         eval_every_steps=size.eval_every_steps,
         probe_inputs=(eval_dense[:4096], eval_sparse[:4096]),
+        generator=generator,  # the data position a checkpoint keeps
     )
 
 

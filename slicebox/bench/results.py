@@ -23,6 +23,10 @@ STATUS_SKIPPED: Final = "skipped"
 # the child's stdout can tell it from MLLOG/SLICEBOX lines and from stray prints.
 RESULT_KIND: Final = "slicebox.bench.result"
 
+# Cores' worth of other processes' CPU on a slice's cores above which a measurement is
+# marked "shared": it understates what the slice does when it is the job's alone.
+CONTENDED_CORES: Final = 0.25
+
 
 def parse_precision(value: str) -> Precision:
     for precision in PRECISIONS:
@@ -103,6 +107,14 @@ class BenchResult:
     # Cores' worth of CPU other processes used on the slice's cores during the run
     # (slicebox.bench.cotenancy); None where it could not be measured.
     cotenant_cores: float | None = None
+    # Where the cell's runs kept their output (stdout, MLLOG file, LoadGen logs), one
+    # folder per seed; "" when nothing ran or the suite was not asked to keep output.
+    log_dir: str = ""
+
+    @property
+    def contended(self) -> bool:
+        """Measured while other processes used the slice's cores ("shared")."""
+        return self.cotenant_cores is not None and self.cotenant_cores >= CONTENDED_CORES
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -37,15 +37,14 @@ EXIT_CODES = {STATUS_OK: 0, STATUS_FAILED: 1, STATUS_UNSUPPORTED: 3}
 
 
 def parse_cores(text: str) -> set[int]:
-    """``"0,1"`` or ``"0-3,6"`` -> a set of core ids."""
-    cores: set[int] = set()
+    """``"0,1"`` or ``"0-3,6"`` -> a set of core ids (the pool's cpulist syntax)."""
+    from slicebox.pool.cpulist import parse_cpulist
+
     try:
-        for part in text.split(","):
-            low, _, high = part.strip().partition("-")
-            cores.update(range(int(low), int(high or low) + 1))
-    except ValueError:
+        cores = set(parse_cpulist(text))
+    except ValueError as exc:
         raise argparse.ArgumentTypeError(
-            f"--cores wants ids like 0,1 or 0-3, got {text!r}"
+            f"--cores wants ids like 0,1 or 0-3, got {text!r}: {exc}"
         ) from None
     if not cores:
         raise argparse.ArgumentTypeError("--cores is empty")
@@ -63,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-seconds", type=float, help="abort (MLPerf 'aborted') after S s")
     parser.add_argument("--epochs", type=int, help="maximum epochs")
     parser.add_argument("--batch-size", type=int)
+    parser.add_argument(
+        "--max-batch-size", type=int,
+        help="elastic job: grow the batch with the cores/GPUs given, up to this (lr in step)")
     parser.add_argument("--target", type=float, help="override the quality target")
     parser.add_argument("--threads", type=int, help="torch threads (default: cores in affinity)")
     parser.add_argument("--cores", type=parse_cores, help="pin to these cores, e.g. 0,1")
@@ -76,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", help=f"dataset file (recsys: click-log .npz); default ${DATA_ENV}"
     )
     parser.add_argument("--server-qps", type=float, help="inference: LoadGen Server arrival rate")
+    parser.add_argument(
+        "--checkpoint-every", type=int, metavar="STEPS",
+        help="under Slicebox: steps between checkpoints (default: every 30 s; also on the "
+             "stop signal)",
+    )
+    parser.add_argument(
+        "--output-dir", help="keep the run's files here (inference: LoadGen's logs)"
+    )
     return parser
 
 
@@ -144,6 +154,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         quick=args.quick,
         data_path=data,
         server_qps=args.server_qps,
+        output_dir=args.output_dir,
+        checkpoint_every=args.checkpoint_every,
+        max_batch_size=args.max_batch_size,
     )
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from slicebox.pool.cpulist import parse_cpulist
+
 
 @dataclass(frozen=True)
 class SliceShape:
@@ -41,7 +43,7 @@ class SliceShape:
             if kind == "cpu":
                 return cls.cpu(int(rest))
             if kind == "cores":
-                cores = tuple(sorted(_core_list(rest)))
+                cores = parse_cpulist(rest)  # sorted
                 return cls(name=f"cores-{'_'.join(map(str, cores))}", cores=cores)
             if kind == "gpu":
                 index, _, fraction = rest.partition("@")
@@ -63,14 +65,6 @@ class SliceShape:
         raise ValueError(
             f"bad slice {text!r}; use cpu:N, cores:0,1, gpu:I, gpu:I@FRACTION or mig:UUID"
         )
-
-
-def _core_list(text: str) -> set[int]:
-    cores: set[int] = set()
-    for part in text.split(","):
-        low, _, high = part.strip().partition("-")
-        cores.update(range(int(low), int(high or low) + 1))
-    return cores
 
 
 def default_cpu_slices() -> list[SliceShape]:

@@ -166,13 +166,16 @@ def run_suite(
     seed: int = 0,
     max_seconds: float | None = None,
     time_budget_s: float | None = None,
+    out_dir: str | Path | None = None,
 ) -> list[BenchResult]:
     """Run every workload on every slice shape in every precision; one result per cell.
 
     ``slices`` are `SliceShape`s or their spelling (``"cpu:1"``, ``"gpu:0@0.5"``); None
     means one core and all cores. ``repeats`` >= 3 applies MLPerf's rule (seeds
     ``seed``..``seed+repeats-1``). ``max_seconds`` caps each run (quick default 30 s);
-    once ``time_budget_s`` is spent, the remaining cells are "skipped".
+    once ``time_budget_s`` is spent, the remaining cells are "skipped". With ``out_dir``,
+    each run keeps its output in ``out_dir/<workload>_<slice>_<precision>/seed<N>/``
+    (see `cell_dir`).
     """
     for name in workloads:
         registry.get(name)  # fail on a typo before running anything
@@ -190,6 +193,7 @@ def run_suite(
         limit=max_seconds if max_seconds is not None else (QUICK_MAX_SECONDS if quick else None),
         time_budget_s=time_budget_s,
         started=time.monotonic(),
+        out_dir=Path(out_dir) if out_dir is not None else None,
     )
     cells = [(w, s, p) for w in workloads for s in shapes for p in checked]
     results: list[BenchResult] = []
@@ -233,6 +237,13 @@ class _Plan:
     limit: float | None  # each run's --max-seconds
     time_budget_s: float | None
     started: float
+    out_dir: Path | None = None
+
+
+def cell_dir(out_dir: Path, workload: str, shape: SliceShape, precision: str) -> Path:
+    """The folder of one cell's runs: ``seed<N>/`` in it holds ``stdout.log``,
+    ``stderr.log``, ``mllog.txt`` and (inference) ``loadgen/{offline,server}/``."""
+    return out_dir / f"{workload}_{shape.name}_{precision}"
 
 
 def _run_cell(
@@ -271,16 +282,24 @@ def _run_cell(
     runs: list[RunResult] = []
     cotenants: list[float] = []
     cell_start = time.monotonic()
+    folder = cell_dir(plan.out_dir, workload, shape, precision) if plan.out_dir else None
     for repeat in range(plan.repeats):
         seed = plan.seed + repeat
+        keep = folder / f"seed{seed}" if folder is not None else None
         argv = child_argv(
-            workload, shape, precision, quick=plan.quick, seed=seed, max_seconds=plan.limit
+            workload,
+            shape,
+            precision,
+            quick=plan.quick,
+            seed=seed,
+            max_seconds=plan.limit,
+            output_dir=keep,
         )
         timeout = (plan.limit or 3600.0) + HANG_GRACE_S
         meter = CoTenancyMeter(shape.cores)
         meter.start()
         run_start = time.monotonic()
-        outcome = run_child(argv, child_env(shape), timeout, on_report)
+        outcome = run_child(argv, child_env(shape), timeout, on_report, keep_dir=keep)
         others = meter.stop(time.monotonic() - run_start)
         if others is not None:
             cotenants.append(others)
@@ -297,4 +316,5 @@ def _run_cell(
         if outcome.status != STATUS_OK:
             break  # unsupported or broken: repeating would say the same thing
     cotenant = max(cotenants) if cotenants else None
-    return _combine(workload, shape, precision, runs, time.monotonic() - cell_start, cotenant)
+    result = _combine(workload, shape, precision, runs, time.monotonic() - cell_start, cotenant)
+    return dataclasses.replace(result, log_dir=str(folder)) if folder is not None else result

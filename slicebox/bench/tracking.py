@@ -1,21 +1,37 @@
-"""Benchmark results into MLflow: one MLflow run per suite cell.
+"""Benchmark results into MLflow: one parent run per ``slicebox bench``, one child per cell.
 
-Works with no MLflow server (a SQLite file under ``$SLICEBOX_HOME``, default
-``~/.slicebox``) and with one (``MLFLOW_TRACKING_URI`` or ``tracking_uri=``).
-Uses an ``MlflowClient`` bound to that URI rather than ``mlflow.set_tracking_uri``, so
-logging benchmarks never changes where the caller's own ``mlflow.log_*`` calls go.
+Works with no MLflow server (a SQLite file in the state directory) and with one
+(``MLFLOW_TRACKING_URI`` or ``tracking_uri=``). Uses an ``MlflowClient`` bound to that URI
+rather than ``mlflow.set_tracking_uri``, so logging benchmarks never changes where the
+caller's own ``mlflow.log_*`` calls go.
+
+The parent run holds the invocation's ``results.json`` and plots as artifacts; each child
+holds its cell's output folder (per seed: stdout, stderr, the ``:::MLLOG`` file, and for
+inference LoadGen's summary and detail logs).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slicebox.bench.results import STATUS_OK, BenchResult
-from slicebox.tracking import default_tracking_uri, slicebox_home
+from slicebox.tracking import default_tracking_uri, experiment_id_for
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 EXPERIMENT = "slicebox-bench"
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own tag: the UI nests children under it
+
+
+@dataclass(frozen=True)
+class BenchRuns:
+    parent: str
+    cells: list[str]  # one per result, in order
 
 
 def _params(result: BenchResult) -> dict[str, str]:
@@ -51,56 +67,91 @@ def _metrics(result: BenchResult) -> dict[str, float]:
     return {name: float(v) for name, v in values.items() if v is not None}
 
 
+def _tags(result: BenchResult, parent: str) -> dict[str, str]:
+    tags = {
+        "slicebox.kind": "bench",
+        "slicebox.status": result.status,
+        "slicebox.shared": str(result.contended).lower(),
+        PARENT_TAG: parent,
+    }
+    if result.quality_metric:
+        tags["slicebox.quality_metric"] = result.quality_metric
+        tags["slicebox.quality_direction"] = "higher" if result.higher_is_better else "lower"
+    if result.reason:
+        tags["slicebox.reason"] = result.reason[:5000]
+    if result.note:
+        tags["slicebox.note"] = result.note[:5000]
+    return tags
+
+
+def log_bench_suite(
+    results: Sequence[BenchResult],
+    tracking_uri: str | None = None,
+    experiment: str = EXPERIMENT,
+    *,
+    run_name: str = "bench",
+    artifacts: Sequence[Path] = (),
+    params: dict[str, str] | None = None,
+) -> BenchRuns:
+    """Log one invocation: a parent run (``artifacts``: its results.json and plots,
+    ``params``: how it was asked for) and a finished child run per cell.
+
+    Params per cell: workload, slice, precision, device, cores, quality metric and
+    target. Metrics: samples/s, time-to-quality, quality, reached_target, and where
+    measured server p99 latency, dense quality and 2:4 speed-up. A cell that was not
+    measured (not supported, skipped, failed) is still a run, with its status and reason
+    as tags. The parent is FAILED when no cell was measured.
+    """
+    from mlflow.entities import Metric, Param, RunTag
+
+    client, experiment_id = _client(tracking_uri, experiment)
+    parent = client.create_run(experiment_id, run_name=run_name,
+                               tags={"slicebox.kind": "bench-suite"})
+    parent_id = parent.info.run_id
+    for key, value in (params or {}).items():
+        client.log_param(parent_id, key, value[:500])
+    cells = []
+    now_ms = int(time.time() * 1000)
+    for result in results:
+        run = client.create_run(
+            experiment_id,
+            run_name=f"{result.workload}/{result.slice}/{result.precision}",
+            tags=_tags(result, parent_id),
+        )
+        run_id = run.info.run_id
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now_ms, 0) for k, v in _metrics(result).items()],
+            params=[Param(k, v) for k, v in _params(result).items()],
+            tags=[RunTag(k, v) for k, v in _tags(result, parent_id).items()],
+        )
+        if result.log_dir and Path(result.log_dir).is_dir():
+            client.log_artifacts(run_id, result.log_dir)
+        client.set_terminated(run_id, status="FINISHED" if result.status == STATUS_OK
+                              else "FAILED")
+        cells.append(run_id)
+    for path in artifacts:
+        if path.is_file():
+            client.log_artifact(parent_id, str(path))
+    measured = sum(r.status == STATUS_OK for r in results)
+    client.log_metric(parent_id, "cells_measured", measured)
+    client.log_metric(parent_id, "cells", len(results))
+    client.set_terminated(parent_id, status="FINISHED" if measured else "FAILED")
+    return BenchRuns(parent_id, cells)
+
+
 def log_bench_results(
     results: Sequence[BenchResult],
     tracking_uri: str | None = None,
     experiment: str = EXPERIMENT,
 ) -> list[str]:
-    """Log each result as a finished MLflow run; returns the run ids in order.
+    """`log_bench_suite` without artifacts; the cells' run ids in order."""
+    return log_bench_suite(results, tracking_uri, experiment).cells
 
-    Params: workload, slice, precision, device, cores, quality metric and target.
-    Metrics: samples/s, time-to-quality, quality, reached_target, and where measured
-    server p99 latency, dense quality and 2:4 speed-up. A cell that was not measured
-    (not supported, skipped, failed) is still a run, with its status and reason as tags.
-    """
-    from mlflow.entities import Metric, Param, RunTag
-    from mlflow.tracking import MlflowClient
+
+def _client(tracking_uri: str | None, experiment: str) -> tuple[MlflowClient, str]:
+    from mlflow import MlflowClient
 
     uri = tracking_uri or default_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri=uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is not None:
-        experiment_id = found.experiment_id
-    else:
-        # A file store next to the database; MLflow's default would be ./mlruns of
-        # whatever directory the CLI happened to run in.
-        artifacts = (
-            (slicebox_home() / "mlartifacts").resolve().as_uri()
-            if uri.startswith("sqlite")
-            else None
-        )
-        experiment_id = client.create_experiment(experiment, artifact_location=artifacts)
-    run_ids = []
-    now_ms = int(time.time() * 1000)
-    for result in results:
-        run = client.create_run(
-            experiment_id, run_name=f"{result.workload}/{result.slice}/{result.precision}"
-        )
-        tags = {"slicebox.kind": "bench", "slicebox.status": result.status}
-        if result.reason:
-            tags["slicebox.reason"] = result.reason[:5000]
-        if result.note:
-            tags["slicebox.note"] = result.note[:5000]
-        client.log_batch(
-            run.info.run_id,
-            metrics=[Metric(k, v, now_ms, 0) for k, v in _metrics(result).items()],
-            params=[Param(k, v) for k, v in _params(result).items()],
-            tags=[RunTag(k, v) for k, v in tags.items()],
-        )
-        client.set_terminated(
-            run.info.run_id, status="FINISHED" if result.status == STATUS_OK else "FAILED"
-        )
-        run_ids.append(run.info.run_id)
-    return run_ids
+    return client, experiment_id_for(client, uri, experiment)

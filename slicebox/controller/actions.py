@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slicebox.backends.base import Backend, LaunchError
@@ -28,6 +29,7 @@ from slicebox.store import (
     UnknownJob,
 )
 
+from . import checkpoints
 from .views import ACTIVE, tracking_params
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ class RoundReport:
     finished: list[str] = field(default_factory=list)
     waiting: int = 0
     active: int = 0
+    pool_changes: list[str] = field(default_factory=list)  # "node n-1 left the pool", ...
 
 
 class JobActions:
@@ -111,7 +114,8 @@ class JobActions:
         report.started.append(job.id)
         if self.tracker is not None:
             wait = self._clock() - job.submitted_at
-            self.tracker.job_started(job.id, job.name, tracking_params(job, comp), wait)
+            self.tracker.job_started(job.id, job.name, tracking_params(job, comp), wait,
+                                     record=job)
 
     def stop(self, job: JobRecord, to_state: JobState, reason: str,
              report: RoundReport) -> None:
@@ -126,23 +130,49 @@ class JobActions:
         self.backend.stop(job)
         report.stopping.append(job.id)
 
+    def checkpoint_stop(self, job: JobRecord, reason: str, report: RoundReport) -> None:
+        """Ask ``job`` to checkpoint and stop (its checkpoint signal; SIGKILL after its
+        grace period); once its process is gone it is requeued, and where it resumes is
+        recorded with the requeue. For preemption and resizing alike: ``reason`` says which
+        (it is kept with the checkpoint record)."""
+        self.stop(job, JobState.PREEMPTED, reason, report)
+
     def finish(self, job: JobRecord, to_state: JobState, reason: str,
                exit_code: int | None, report: RoundReport,
                queued_reason: str = "requeued after preemption") -> None:
         """The attempt is over. A job sent back to wait is requeued (or, if a cancel came
-        meanwhile, ends cancelled: the store sees to that)."""
+        meanwhile, ends cancelled: the store sees to that), with the record of the
+        checkpoint it resumes from, in the same transaction."""
+        folder = self._checkpoint_folder(job)
+        record = None
         if to_state is JobState.PREEMPTED:
-            ended = self.store.requeue(job.id, reason, queued_reason)
+            record = checkpoints.attempt_record(job, folder, checkpoints.how_it_ended(exit_code),
+                                                job.stop.reason if job.stop else reason)
+            ended = self.store.requeue(job.id, reason, queued_reason, checkpoint=record)
         else:
             ended = self.store.transition(job.id, to_state, reason, exit_code=exit_code)
+            if checkpoints.resumed(job, folder):  # its restore time counts too
+                record = checkpoints.attempt_record(job, folder, to_state.value, reason,
+                                                    requeued=False)
+                self.store.record_checkpoint(job.id, record)
         self._on_released(job.id)
         report.finished.append(job.id)
+        if self.tracker is not None and record is not None:
+            self.tracker.job_progress(job.id, checkpoints.tracking_metrics(record),
+                                      step=job.samples or 0, timestamp_s=self._clock())
         if self.tracker is not None:
             ran = ended.ran_for(self._clock())
             average = job.samples / ran if job.samples and ran > 0 else None
             self.tracker.job_progress(job.id, {"run_time_s": ran, "avg_samples_per_s": average},
                                       step=job.samples or 0, timestamp_s=self._clock())
-            self.tracker.job_finished(job.id, ended.state.value)
+            self.tracker.job_finished(job.id, ended.state.value, record=ended,
+                                      exit_code=exit_code, reason=reason,
+                                      log_path=job.log_path)
+
+    def _checkpoint_folder(self, job: JobRecord) -> Path | None:
+        """The job's checkpoint folder, as its backend chose it (None: no such backend)."""
+        where = getattr(self.backend, "checkpoint_dir", None)
+        return where(job) if callable(where) else None
 
     def requeue(self, job: JobRecord, reason: str) -> None:
         """A preempted job waits again (the policy may have restarted it meanwhile)."""

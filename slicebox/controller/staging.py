@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from slicebox.backends.base import Staged, StagingFailed
+from slicebox.backends.base import NodeSource, Staged, StagingFailed
 from slicebox.pool.composition import Composition, Staging
 from slicebox.snapshot import JobState
 from slicebox.store import DatasetRecord, IllegalTransition, JobRecord, Store
@@ -35,7 +35,7 @@ class StagingFlow:
         if staging is not None and staging.cached:
             key = (staging.dataset, node)
             maker = copying[key][0] if key in copying else None
-            if maker is None and not Path(staging.target).exists():
+            if maker is None and not self._copy_exists(node, staging.target):
                 # Recorded, but deleted behind our back: make it again.
                 self.store.drop_dataset(staging.dataset, node, staging.volume)
                 staging = dataclasses.replace(staging, cached=False, evict=())
@@ -64,6 +64,18 @@ class StagingFlow:
             report.staging.append(job.id)
         else:
             self.reuse(job, comp, staging, report)
+
+    def _copy_exists(self, node: str, path: str) -> bool:
+        """Whether a recorded copy is still there. The backend says where it can look
+        (``copy_exists(node, path)``: Ray asks the node's agent); the record of a backend
+        of several nodes that cannot is trusted; a local one is looked at here."""
+        backend = self.actions.backend
+        look = getattr(backend, "copy_exists", None)
+        if callable(look):
+            return bool(look(node, path))
+        if isinstance(backend, NodeSource):
+            return True
+        return Path(path).exists()
 
     def reuse(self, job: JobRecord, comp: Composition, staging: Staging,
               report: RoundReport) -> None:

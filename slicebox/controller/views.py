@@ -29,7 +29,7 @@ class ViewCache:
         for job in jobs:
             service = attained.get(job.id, 0.0)
             key = (job.state, job.attempt, job.preemptions, job.dataset_size_gib, service,
-                   id(job.spec))
+                   id(job.spec), job.reported_at is not None)
             known = self._views.get(job.id)
             view = known[1] if known is not None and known[0] == key else job_view(job, service)
             fresh[job.id] = (key, view)
@@ -56,7 +56,16 @@ def job_view(job: JobRecord, attained: float) -> JobView:
     return JobView(id=job.id, demand=Demand.from_spec(spec), submitted_at=job.submitted_at,
                    workload=spec.workload_class, precision=spec.precision,
                    priority=spec.priority, state=job.state, current=current,
-                   attained_gpu_seconds=attained, dataset=dataset, preemptions=job.preemptions)
+                   attained_gpu_seconds=attained, dataset=dataset, preemptions=job.preemptions,
+                   started_at=_training_since(job) if current is not None else None,
+                   team=job.team)
+
+
+def _training_since(job: JobRecord) -> float | None:
+    """When the current attempt started, once it has reported progress: a job still
+    starting up (importing, loading, restoring) is not yet running at its new size, and
+    must not be resized again before it is."""
+    return job.started_at if job.reported_at is not None else None
 
 
 def staging_node(comp: Composition) -> str:

@@ -74,6 +74,8 @@ class Feasibility:
         gang = d.spread is not Spread.ONE_NODE and not d.shared and d.gpus > 1
         if gang:
             return self._gang(d)
+        if d.nodes > 1:
+            return self._cpu_gang(d)
         most_cores = max(s.cores for s in self.shapes)
         most_memory = max(s.memory_gib for s in self.shapes)
         if d.cpus > most_cores:
@@ -110,6 +112,17 @@ class Feasibility:
                           f"resources.gpu_kinds: none of {', '.join(d.kinds)} is in the pool "
                           f"(kinds here: {', '.join(self.kinds)})")
         return kinds
+
+    def _cpu_gang(self, d: Demand) -> NoFit | None:
+        """A CPU-only job of ``nodes`` ranks: that many nodes each hold ``cpus`` cores and
+        ``memory_gib`` GiB."""
+        hosts = sum(count for shape, count in self.counts.items()
+                    if shape.cores >= d.cpus and shape.memory_gib + EPS >= d.memory_gib)
+        if hosts >= d.nodes:
+            return None
+        return _never("nodes", "nodes with the cores and memory of one rank", d.nodes, hosts,
+                      f"resources.nodes: {d.nodes} nodes with {d.cpus} cores and "
+                      f"{d.memory_gib:g} GiB each requested but the pool has {hosts}")
 
     def _gang(self, d: Demand) -> NoFit | None:
         """A whole-GPU job that may span nodes: some allowed kind has ``gpus`` cards (with

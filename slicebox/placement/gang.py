@@ -183,3 +183,27 @@ def find_gang(state: PoolState, job_id: str, kind: str, count: int, cpus: int, m
                      f"{want} with {cpus} cores and {memory:g} GiB memory across nodes; "
                      f"{total} are free but their nodes lack cores or memory for their share")
     return comp
+
+
+def find_cpu_gang(state: PoolState, job_id: str, nodes: int, cpus: int, memory: float
+                  ) -> Composition | NoFit:
+    """A CPU-only gang: ``cpus`` cores and ``memory`` GiB on each of ``nodes`` distinct
+    nodes, all or nothing. CPU-only nodes first (as ``search.find_cpu``), then the nodes
+    with fewest free cores that still hold a rank, so big nodes stay whole."""
+    hosts: list[int] = []
+    for gpu_nodes in (False, True):
+        found = [n for n in state.nodes_with_free_cores(cpus, gpu_nodes)
+                 if state.free_memory(n) + EPS >= memory]
+        hosts.extend(sorted(found, key=lambda n: (state.free_core_count(n), n)))
+    if len(hosts) < nodes:
+        return nofit("nodes", f"nodes with {cpus} free cores and {memory:g} GiB", nodes,
+                     len(hosts), f"needs {nodes} nodes with {cpus} free cores and "
+                     f"{memory:g} GiB memory each; {len(hosts)} have them now")
+    parts = []
+    for n in hosts[:nodes]:
+        picked = pick_cores(state, n, cpus, ())
+        if picked is None:
+            return nofit("cpus", "free cores on a chosen node", cpus, 0,
+                         f"needs {cpus} cores on node {state.pool.nodes[n].name}")
+        parts.append(Part(state.pool.nodes[n].name, (), picked[0], memory, picked[1]))
+    return Composition(job_id, tuple(parts))

@@ -25,9 +25,14 @@ __all__ = ["Placer", "dry_run", "held_assignment", "unchanged"]
 
 
 class Placer:
-    def __init__(self, pool: Pool, profiles: ThroughputModel | None = None):
+    def __init__(self, pool: Pool, profiles: ThroughputModel | None = None, *,
+                 mig_free_room: bool = True):
         self.pool = pool
         self.profiles = profiles
+        # A MIG job may go to free room of a MIG card as a new instance (placeholder uuid):
+        # the simulator's and dry runs' card that can be carved. The live controller turns
+        # it off (nothing creates the instance at launch; it is made by a MIG re-layout).
+        self.mig_free_room = mig_free_room
         self._feasible = Feasibility(pool)
         # Nodes whose staged copies may sit in RAM (number, node): the only ones a round
         # counts staged memory on, so a pool without tmpfs volumes pays nothing for it.

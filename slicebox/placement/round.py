@@ -304,6 +304,9 @@ class PlacementRound:
                                         demand.gpu_memory_gib)
             if hinted is not None:
                 return hinted
+        if demand.nodes > 1:
+            return self._memo(("cpu-gang", demand.nodes, cpus, memory), functools.partial(
+                gang.find_cpu_gang, state, job_id, demand.nodes, cpus, memory))
         if demand.mig is None and demand.fraction is None and want.gpus <= 0:
             return self._memo(("cpu", cpus, memory),
                               functools.partial(search.find_cpu, state, job_id, cpus, memory))
@@ -317,7 +320,8 @@ class PlacementRound:
                 mig = demand.mig
                 key: tuple[object, ...] = ("mig", kind, mig, cpus, memory)
                 result = self._memo(key, functools.partial(
-                    search.find_mig, state, job_id, kind, mig, cpus, memory))
+                    search.find_mig, state, job_id, kind, mig, cpus, memory,
+                    self.placer.mig_free_room))
             elif demand.fraction is not None:
                 f, g = demand.fraction, demand.gpu_memory_gib
                 key = ("fraction", kind, f, g, cpus, memory)

@@ -14,7 +14,11 @@ Choices, and why:
   compared, so a 10,000-GPU pool costs the same as an 8-GPU one.
 * MIG: an existing unused instance of the profile first (nothing to reconfigure), then a
   new instance on the fullest card that has a valid start, at the start that leaves the
-  most room for other profiles.
+  most room for other profiles. A new instance has a placeholder uuid
+  (``PLANNED_MIG_PREFIX``): it models a card that can be carved, for the simulator and dry
+  runs. Nothing creates it at launch, so the live controller places with
+  ``free_room=False`` (existing instances only) and creates instances by a MIG re-layout
+  (``slicebox.controller.mig``).
 * fractions: the partly shared card with least compute left that still fits, else a free
   card on the tightest node.
 * cores: on the GPUs' NUMA nodes; other NUMA nodes only when those are short (the
@@ -37,7 +41,7 @@ from slicebox.pool.slices import Slice, SliceType
 
 MAX_COMPARED_NODES = 8  # nodes whose best GPU set is compared when none is all-NVLink
 MAX_COMBINATIONS = 256  # beyond this many GPU sets on a node, grow sets greedily instead
-PLANNED_MIG_PREFIX = "MIG-planned:"  # a MIG instance placement created; the backend makes it
+PLANNED_MIG_PREFIX = "MIG-planned:"  # an instance in free room: exists in no backend
 _SELF_RANK = Link.SELF.rank  # the worst link of a one-GPU set (an enum property: look up once)
 _first = itemgetter(0)
 
@@ -339,7 +343,9 @@ def _start_score(profiles: Sequence[MigProfile], mask: int, used: int) -> int:
 
 
 def find_mig(state: PoolState, job_id: str, kind: str, profile_name: str, cpus: int,
-             memory: float) -> Composition | NoFit:
+             memory: float, free_room: bool = True) -> Composition | NoFit:
+    """A MIG instance of ``profile_name`` on a ``kind``: an unused existing one, else (only
+    with ``free_room``) a new one in a card's free room, with a placeholder uuid."""
     t = state.topo
     want = f"needs a MIG {profile_name} instance on a {kind}"
     try:
@@ -377,9 +383,14 @@ def find_mig(state: PoolState, job_id: str, kind: str, profile_name: str, cpus: 
             seen_cores = max(seen_cores, state.free_core_count(n))
             seen_memory = max(seen_memory, state.free_memory(n))
             continue
+        node = state.pool.nodes[n].name
+        if not free_room:  # room, but the instance must be created before a job can use it
+            return nofit("mig", f"an unused {profile_name} instance", 1, 0,
+                         f"{want}; no MIG-enabled {kind} has an unused one; {node}/gpu"
+                         f"{t.device[d].index} has room, but the instance must be created "
+                         "first (a MIG re-layout that only creates)")
         start = max(starts, key=lambda s: (
             _start_score(profiles, mask | (((1 << p.size) - 1) << s), used + p.compute), -s))
-        node = state.pool.nodes[n].name
         uuid = f"{PLANNED_MIG_PREFIX}{node}/gpu{t.device[d].index}/{p.name}@{start}"
         comp = _compose(state, job_id, n, [mig_slice(d, start, uuid)], cpus, memory,
                         [t.dev_numa[d]])

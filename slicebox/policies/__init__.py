@@ -8,7 +8,8 @@ from slicebox.policies.base import Policy
 from slicebox.policies.registry import POLICIES
 
 # Each module registers itself on import. Add a policy: write the module, list it here.
-_MODULES = ("fifo", "srtf", "tiresias", "gavel", "synergy", "fgd", "slicebox_policy")
+_MODULES = ("fifo", "srtf", "tiresias", "gavel", "synergy", "fgd", "sia", "slicebox_policy",
+            "elastic", "quota")
 for _module in _MODULES:
     importlib.import_module(f"slicebox.policies.{_module}")
 

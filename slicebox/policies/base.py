@@ -32,6 +32,13 @@ class Policy(abc.ABC):
     #: waits: an event-driven caller then asks it after completions too (on pools with
     #: more than one kind), not only when jobs wait.
     migrates_between_kinds: ClassVar[bool] = False
+    #: True when ``decide`` chooses elastic jobs' GPU counts (between ``demand.gpus`` and
+    #: ``demand.max_gpus``) and may resize running ones: a simulator then runs
+    #: Pollux/Sia jobs elastic by default. A resize is an assignment whose size differs
+    #: from ``JobView.current``: a checkpoint and a restart on the new composition.
+    resizes_jobs: ClassVar[bool] = False
+    #: The round length a periodic policy is built for (None: the caller's default).
+    default_round_seconds: ClassVar[float | None] = None
 
     @abc.abstractmethod
     def decide(self, snapshot: ClusterSnapshot) -> Decision:

@@ -1,5 +1,10 @@
 """Slicebox's own policy: everything the snapshot knows, used to cut job completion time.
 
+- **Elastic jobs** (some job with ``demand.max_gpus > demand.gpus``, none on a share of
+  a GPU): kind x GPU count per job from goodput, one ILP per arrival or completion,
+  resizes only when they pay for their restart (``goodput_plan.plan_ilp``). The batch
+  size follows the count (the job picks its best). The rest below is for rigid jobs.
+
 - **Order**: shortest remaining time first, where the time is the job's remaining work
   at its speed on the fastest kind it may use (profiles), not a reference GPU.
 - **Fairness guard**: a job whose finish-time-fairness estimate (time since submission
@@ -26,8 +31,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from slicebox.policies import common, resources
+from slicebox.policies import common, goodput_plan, resources
 from slicebox.policies.base import Policy
+from slicebox.policies.elastic import resize_cores
 from slicebox.policies.fgd import place_one, target_from
 from slicebox.policies.fragmentation import TableCache, TargetWorkload
 from slicebox.policies.registry import POLICIES
@@ -48,6 +54,8 @@ class SliceboxPolicy(Policy):
     upgrade_gain: ClassVar[float] = 0.3  # move if it saves this share of the remaining time
     upgrade_min_seconds: ClassVar[float] = 1800.0
     locality_gib: ClassVar[float] = 10.0  # data sets at least this big are worth following
+    resizes_jobs = True
+    elastic_knobs: ClassVar[goodput_plan.PlanKnobs] = goodput_plan.PlanKnobs()
 
     reserve_scale: ClassVar[float] = 1.5  # reserve = min(1, scale x pool pressure)
     pack_by_gpu: ClassVar[bool] = True  # weigh task classes by GPUs, not count
@@ -65,6 +73,17 @@ class SliceboxPolicy(Policy):
         jobs = snapshot.jobs
         if not jobs:
             return Decision(())
+        if _elastic_pool(jobs):
+            # Elastic jobs: kind x count (and batch size, which follows the count) from
+            # goodput. The plan reads every running job's progress at every decision,
+            # so this instance stops telling a simulator it may skip refreshing it.
+            self.__dict__["progress_when_contended"] = False
+            knobs = self.elastic_knobs
+            if knobs.method == "ilp":
+                return resize_cores(snapshot,
+                                    Decision(tuple(goodput_plan.plan_ilp(snapshot, jobs, knobs))))
+            run, _ = goodput_plan.plan(snapshot, jobs, knobs)
+            return resize_cores(snapshot, Decision(tuple(run)))
         kinds = sorted(snapshot.capacity.total_gpus)
         table = common.RateTable(snapshot, kinds)
         running, waiting = common.split(jobs)
@@ -103,7 +122,9 @@ class SliceboxPolicy(Policy):
         if considered is not jobs and len(kinds) <= 1:
             # Fast path on a one-kind pool: running jobs were not ranked, they all stay.
             out = [j.current for j in running if j.current is not None] + out
-        return Decision(tuple(out))
+        # CPU-elastic jobs (demand.max_cpus > cpus) grow into idle cores or give them
+        # back (H2b's rule); the decision comes back unchanged when there are none.
+        return resize_cores(snapshot, Decision(tuple(out)))
 
     # -- ordering --------------------------------------------------------------------
 
@@ -313,3 +334,16 @@ class SliceboxPolicy(Policy):
             if job.current is not None and job.current.node and job.dataset is not None:
                 where.setdefault(job.dataset.key, []).append(job.current.node)
         return where
+
+
+def _elastic_pool(jobs: tuple[JobView, ...]) -> bool:
+    """Some job is elastic in GPUs and none asks for a share of a GPU (the goodput plan
+    sizes whole GPUs; shares go through the fragmentation-aware path)."""
+    elastic = False
+    for job in jobs:
+        demand = job.demand
+        if demand.shared:
+            return False
+        if demand.max_gpus > demand.gpus > 0:
+            elastic = True
+    return elastic

@@ -31,6 +31,14 @@ node's ``mig_instances`` (``{gpu: 0, profile: 3g.40gb, start: 4}``).
 set although admission refuses them by default (``LD_*``, ``PYTHON*``, ``PATH``: they
 change how programs load). Exact, case-sensitive names; absent means none.
 
+``quotas:`` (top level) gives teams a guaranteed share and lets them borrow idle capacity
+(Kueue's nominal quota and borrowing limit; the ``quota`` policy enforces it; semantics and
+limits in ``slicebox.pool.quotas``)::
+
+    quotas:
+      vision: {cpus: 16, gpus: {H100: 4}, memory_gib: 256, borrowing_limit: {gpus: 2}}
+      nlp: {cpus: 8, gpus: 2}
+
 Limits (checked before anything is built, so a hostile file cannot make us allocate
 without bound): every number finite; at most ``MAX_NODE_GPUS`` GPUs and ``MAX_CPU_ID``+1
 cores a node, ``MAX_POOL_NODES`` nodes, ``MAX_POOL_GPUS`` GPUs and ``MAX_POOL_CORES``
@@ -47,9 +55,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slicebox.errors import InputError
-from slicebox.pool.cpulist import MAX_CPU_ID, format_cpulist, parse_cpulist
+from slicebox.pool.cpulist import MAX_CPU_ID, cpulist_size, format_cpulist, parse_cpulist
 from slicebox.pool.kinds import get_kind
 from slicebox.pool.model import Device, Link, MigInstance, Node, Pool, Tier, Volume
+from slicebox.pool.quotas import (
+    CPUS,
+    GPUS,
+    MAX_TEAMS,
+    MEMORY,
+    Quotas,
+    TeamQuotaModel,
+    check_team_names,
+    gpu_kind_key,
+)
+from slicebox.pool.quotas import build as build_quotas
 from slicebox.untrusted import describe, read_yaml
 
 MAX_POOL_BYTES = 4 * 1024 * 1024  # a pool of thousands of nodes written out in full fits easily
@@ -252,6 +271,14 @@ class PoolModel(_Strict):
     nodes: tuple[NodeModel, ...] = Field(max_length=MAX_POOL_NODES)
     shared_volumes: tuple[VolumeModel, ...] = Field((), max_length=MAX_LIST)
     env_allow: tuple[str, ...] = Field((), max_length=MAX_ENV_ALLOW)
+    # Team -> guaranteed share and borrowing limit (slicebox.pool.quotas; the quota policy).
+    quotas: dict[str, TeamQuotaModel] = Field(default_factory=dict, max_length=MAX_TEAMS)
+
+    @field_validator("quotas")
+    @classmethod
+    def _teams(cls, value: dict[str, TeamQuotaModel]) -> dict[str, TeamQuotaModel]:
+        check_team_names(value)
+        return value
 
     @field_validator("env_allow")
     @classmethod
@@ -281,7 +308,23 @@ class PoolModel(_Strict):
                 if name in seen:
                     raise ValueError(f"nodes.{i}.name: node {name!r} is defined twice")
                 seen.add(name)
+        try:
+            self.built_quotas()
+        except ValueError as exc:
+            raise ValueError(f"quotas: {exc}") from None
         return self
+
+    def built_quotas(self) -> Quotas:
+        """The teams' quotas, checked against what the pool's nodes hold."""
+        totals: dict[str, float] = {CPUS: 0.0, GPUS: 0.0, MEMORY: 0.0}
+        for node in self.nodes:
+            totals[CPUS] += node.replicas * sum(len(c) for c in node.cores.values())
+            totals[MEMORY] += node.replicas * node.memory_gib
+            for group in node.gpus:
+                totals[GPUS] += node.replicas * group.count
+                key = gpu_kind_key(group.kind)
+                totals[key] = totals.get(key, 0.0) + node.replicas * group.count
+        return build_quotas(self.quotas, totals)
 
 
 def _check_totals(nodes: tuple[NodeModel, ...]) -> None:
@@ -299,20 +342,13 @@ def _check_totals(nodes: tuple[NodeModel, ...]) -> None:
 
 def _check_cpulist_size(numa: int, text: str, room: int) -> None:
     """Refuse a cpulist naming more than ``room`` cores, counting ranges without
-    expanding them (parse_cpulist reports any syntax error afterwards)."""
+    expanding them."""
     if len(text) > MAX_TEXT:
         raise ValueError(f"NUMA node {numa}: cpulist is {len(text):,} characters; "
                          f"at most {MAX_TEXT}")
-    total = 0
-    for part in text.split(","):
-        low, sep, high = part.strip().partition("-")
-        try:
-            total += max(0, int(high) - int(low) + 1) if sep else 1
-        except ValueError:
-            continue  # not a range: parse_cpulist names it
-        if total > room:
-            raise ValueError(f"NUMA node {numa}: cpulist names more than {room} cores; a node "
-                             f"has at most {MAX_CPU_ID + 1}")
+    if cpulist_size(text) > room:  # a syntax error: cpulist_size names the bad part
+        raise ValueError(f"NUMA node {numa}: cpulist names more than {room} cores; a node "
+                         f"has at most {MAX_CPU_ID + 1}")
 
 
 def _replica_names(node: NodeModel) -> list[str]:
@@ -424,6 +460,11 @@ def _build_node(pool_name: str, model: NodeModel, name: str) -> Node:
 
 def parse_pool(data: object, source: str = "pool file") -> Pool:
     """Validate already-loaded data; raise PoolFileError naming every bad field."""
+    return parse_pool_and_quotas(data, source)[0]
+
+
+def parse_pool_and_quotas(data: object, source: str = "pool file") -> tuple[Pool, Quotas]:
+    """The pool and its ``quotas:`` section (empty quotas when it has none)."""
     if not isinstance(data, dict):
         raise PoolFileError(f"{source}: expected a mapping of fields, got {type(data).__name__}")
     try:
@@ -433,15 +474,21 @@ def parse_pool(data: object, source: str = "pool file") -> Pool:
     nodes = tuple(_build_node(model.name, node, name)
                   for node in model.nodes for name in _replica_names(node))
     shared = tuple(v.build(shared=True) for v in model.shared_volumes)
-    return Pool(nodes, model.name, shared, frozenset(model.env_allow))
+    quotas = model.built_quotas() if model.quotas else Quotas()
+    return Pool(nodes, model.name, shared, frozenset(model.env_allow)), quotas
 
 
 def load_pool(path: str | Path) -> Pool:
     """Read a pool YAML file, refusing unreadable, huge or non-YAML files with a clear reason."""
+    return load_pool_and_quotas(path)[0]
+
+
+def load_pool_and_quotas(path: str | Path) -> tuple[Pool, Quotas]:
+    """``load_pool``, and the file's team quotas (empty when it has none)."""
     path = Path(path)
     data = read_yaml(path, MAX_POOL_BYTES, "a pool file", PoolFileError,
                      max_nodes=MAX_POOL_VALUES)
-    return parse_pool(data, str(path))
+    return parse_pool_and_quotas(data, str(path))
 
 
 def pool_to_dict(pool: Pool) -> dict[str, Any]:

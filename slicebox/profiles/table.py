@@ -11,6 +11,10 @@ Anything but (1) is marked as an estimate.
 
 Measurements come from ``slicebox bench``, from profile files, and from running jobs'
 reported progress (``refine``), which moves an entry towards what jobs really achieve.
+A bench entry is never moved by a job: bench times training alone, on a quiet slice, the
+same way for every size, while a job's rate also holds its evaluations and start-up.
+Mixing the two would make a size a job ran at look slower than a size only bench measured,
+and an elastic policy would then resize for a gain nobody measured.
 """
 
 from __future__ import annotations
@@ -93,6 +97,8 @@ class ProfileTable:
         kind = get_kind(kind).name
         key = (workload, kind, round(size, 4), precision)
         old = self._entries.get(key)
+        if old is not None and old.source == "bench":
+            return old  # comparable with the other bench sizes only as measured (see above)
         if old is None:
             entry = ProfileEntry(workload, kind, size, precision, observed_samples_per_s,
                                  "job", now)

@@ -38,17 +38,20 @@ def make_speeds(pool: Pool, cpu_sensitivity: bool = True) -> SpeedBook:
 
 def load_jobs(trace: TraceInput, pool: Pool, speeds: SpeedBook, *,
               trace_format: str | None = None, skip_bad_lines: bool = False,
-              defaults: JobDefaults | None = None) -> tuple[list[SimJob], str, int]:
-    """Simulated jobs from a trace file or records: (jobs, trace name, skipped lines)."""
+              defaults: JobDefaults | None = None, elastic: bool = False
+              ) -> tuple[list[SimJob], str, int]:
+    """Simulated jobs from a trace file or records: (jobs, trace name, skipped lines).
+    ``elastic``: Pollux/Sia jobs elastic (unless ``defaults.elastic`` says otherwise)."""
     defaults = defaults or JobDefaults()
     if isinstance(trace, str | os.PathLike):
         read = read_trace(trace, trace_format, skip_bad_lines=skip_bad_lines)
-        return build_jobs(read.jobs, pool, speeds, defaults), os.fspath(trace), read.skipped
+        return (build_jobs(read.jobs, pool, speeds, defaults, elastic), os.fspath(trace),
+                read.skipped)
     records = list(trace)
     if records and isinstance(records[0], SimJob):
         return [r for r in records if isinstance(r, SimJob)], "jobs", 0
     trace_jobs = [r for r in records if isinstance(r, TraceJob)]
-    return build_jobs(trace_jobs, pool, speeds, defaults), "jobs", 0
+    return build_jobs(trace_jobs, pool, speeds, defaults, elastic), "jobs", 0
 
 
 def simulate(trace: TraceInput, pool: Pool | str | os.PathLike[str],
@@ -75,9 +78,10 @@ def simulate(trace: TraceInput, pool: Pool | str | os.PathLike[str],
     the_policy = policies.get(policy) if isinstance(policy, str) else policy
     book = speeds or make_speeds(the_pool, defaults.cpu_sensitivity)
     jobs, name, skipped = load_jobs(trace, the_pool, book, trace_format=trace_format,
-                                    skip_bad_lines=skip_bad_lines, defaults=defaults)
+                                    skip_bad_lines=skip_bad_lines, defaults=defaults,
+                                    elastic=the_policy.resizes_jobs)
     if round_seconds is None and the_policy.periodic:
-        round_seconds = DEFAULT_ROUND_SECONDS
+        round_seconds = the_policy.default_round_seconds or DEFAULT_ROUND_SECONDS
     opts = options or EngineOptions()
     opts = replace(opts, round_seconds=round_seconds, staging=staging and opts.staging)
     engine = Engine(jobs, the_pool, the_policy, book, opts, progress, name)

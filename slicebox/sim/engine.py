@@ -26,9 +26,11 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from itertools import compress
 from operator import attrgetter, not_
+from typing import Protocol
 
 from slicebox.errors import InputError
 from slicebox.policies import common
@@ -36,7 +38,7 @@ from slicebox.policies.base import Policy
 from slicebox.pool.composition import Composition
 from slicebox.pool.model import Pool
 from slicebox.sim.accounting import JobBook, JobRun, timeline
-from slicebox.sim.clock import COMPLETE, READY, EventClock
+from slicebox.sim.clock import COMPLETE, EPS, READY, EventClock
 from slicebox.sim.job import SimJob
 from slicebox.sim.placement import SimPlacement, staging_bandwidth, staging_seconds
 from slicebox.sim.profiles import SimProfiles
@@ -66,6 +68,19 @@ class EngineOptions:
     log_decisions: bool = False  # keep per-decision timings in ``Engine.decision_log``
 
 
+class PoolChanges(Protocol):
+    """What takes a changing share of the pool away from the jobs (``sim/services.py``:
+    services' replicas). The engine wakes at ``next_at()`` while jobs remain and calls
+    ``apply``, which may hold or free slices in ``engine.placement`` and preempt jobs
+    (``Engine.preempt``); when it returns True the policy is asked again."""
+
+    def next_at(self) -> float: ...  # the next change (inf: none)
+
+    def apply(self, engine: Engine) -> bool: ...
+
+    def held(self) -> AbstractSet[str]: ...  # ids it holds slices under in the pool state
+
+
 @dataclass(frozen=True)
 class DecisionTiming:
     """How long one decision took, in wall seconds, and how big it was."""
@@ -83,7 +98,7 @@ class Engine:
     def __init__(self, jobs: Sequence[SimJob], pool: Pool, policy: Policy, speeds: SpeedBook,
                  options: EngineOptions | None = None,
                  progress: ProgressCallback | None = None,
-                 trace_name: str = "") -> None:
+                 trace_name: str = "", changes: PoolChanges | None = None) -> None:
         options = options or EngineOptions()
         ids = [j.id for j in jobs]
         if len(set(ids)) != len(ids):
@@ -94,9 +109,11 @@ class Engine:
         self.options = options
         self.progress = progress
         self.trace_name = trace_name
+        self.changes = changes
         self.book = JobBook(jobs)
         self.runs = self.book.runs
         self.profiles = SimProfiles(speeds, {r.id: r.job for r in self.runs})
+        self.profiles.epoch_of = self._epoch_of
         self.placement = SimPlacement(pool, self.profiles, options.staging)
         self.clock = EventClock([r.job.arrival for r in self.runs], options.round_seconds)
         self.decisions = 0
@@ -170,6 +187,9 @@ class Engine:
         report_every = max(1, total // 200)
         while True:
             t = clock.advance(idle=not book.running and not book.waiting)
+            if self.changes is not None and (book.waiting or book.running
+                                             or clock.arrivals_left):
+                t = min(t, self.changes.next_at())
             if t == math.inf or (until is not None and t > until):
                 break
             clock.now = t
@@ -183,6 +203,8 @@ class Engine:
                     continue
                 self.events += 1
                 if code == COMPLETE:
+                    if run.job.elastic and self._next_epoch(run):
+                        continue  # an epoch ended: new efficiency, perhaps a new batch size
                     self._complete(run)
                     changed = True
                     if self.progress and book.finished % report_every == 0:
@@ -193,21 +215,27 @@ class Engine:
                 book.admit(runs[handle])
                 self.events += 1
                 changed = True
+            # A change of the pool's share (services) re-plans even with nobody waiting:
+            # freed slices are for running elastic jobs to grow into.
+            reshaped = (self.changes is not None and self.changes.next_at() <= t + EPS
+                        and self.changes.apply(self))
             if rounds:
                 if clock.tick_due():
                     before = len(book.running)
                     if book.waiting or book.running:
                         self._decide()
                     stuck = (book.waiting and not book.running and not clock.pending_events
-                             and not clock.arrivals_left and len(book.running) == before)
+                             and not clock.arrivals_left and len(book.running) == before
+                             and not self._changes_pending())
                     idle_ticks = idle_ticks + 1 if stuck else 0
                     if idle_ticks >= self.options.stuck_rounds:
                         self._note_stuck()
                         break
-            elif changed and (book.waiting or (self._migrates and book.running)):
+            elif ((changed and (book.waiting or (self._migrates and book.running)))
+                  or (reshaped and (book.waiting or book.running))):
                 self._decide()
                 if (book.waiting and not book.running and not clock.pending_events
-                        and not clock.arrivals_left):
+                        and not clock.arrivals_left and not self._changes_pending()):
                     self._note_stuck()
                     break
             if self.options.timeline:
@@ -215,6 +243,9 @@ class Engine:
         if self.progress:
             self.progress(book.finished, total, clock.now)
         return self._result(time.perf_counter() - started)
+
+    def _changes_pending(self) -> bool:
+        return self.changes is not None and self.changes.next_at() < math.inf
 
     # -- scheduling ----------------------------------------------------------------
 
@@ -266,6 +297,8 @@ class Engine:
             decision = Decision(tuple(rest), decision.reasons, decision.strict)
         else:
             self._check(decision, chosen)
+        if self.changes is not None:  # what they hold is not the policy's to keep or stop
+            as_is |= self.changes.held()
         plan = self.placement.place(snapshot, decision, as_is)
         for job_id in plan.stop:
             self._stop(by_id[job_id])
@@ -327,6 +360,15 @@ class Engine:
     def _stop(self, run: JobRun) -> None:
         self._end(run, completed=False)
 
+    def preempt(self, job_id: str) -> None:
+        """Stop a running job outside a decision (for ``PoolChanges``): its slices are
+        freed now and it waits again, paying its restart cost at its next start."""
+        run = self.book.by_id[job_id]
+        if run.comp is None:
+            raise SimulationError(f"job {job_id!r} is not running")
+        self.placement.state.release(job_id)
+        self._stop(run)
+
     def _complete(self, run: JobRun) -> None:
         self._end(run, completed=True)
 
@@ -349,7 +391,36 @@ class Engine:
 
     def _schedule(self, run: JobRun) -> None:
         run.version += 1
-        self.clock.push(run.finish_time(), COMPLETE, run.handle, run.version)
+        when = run.finish_time()
+        job = run.job
+        if job.elastic and run.rate > 0.0:
+            # Efficiency changes by epoch, so an elastic job's speed is piecewise: the
+            # event comes at the end of its epoch when that is before its end.
+            boundary = (_epoch(run) + 1) * job.epoch_samples
+            if boundary < run.work:
+                start = run.ready_at if run.ready_at > run.mark else run.mark
+                when = min(when, start + (boundary - run.done) / run.rate)
+        self.clock.push(when, COMPLETE, run.handle, run.version)
+
+    def _next_epoch(self, run: JobRun) -> bool:
+        """At an elastic job's epoch boundary: its new speed, unless it is done."""
+        run.settle(self.clock.now)
+        if run.work - run.done <= 1e-9 * run.work:
+            return False
+        self._rerate(run)
+        return True
+
+    def _epoch_of(self, job_id: str) -> int:
+        run = self.book.by_id.get(job_id)
+        if run is None or not run.job.elastic:
+            return 0
+        if run.comp is None:
+            return _epoch(run)
+        # Progress of a running job as of now (its run is settled only on changes).
+        start = run.ready_at if run.ready_at > run.mark else run.mark
+        done = run.done + run.rate * (self.clock.now - start) if self.clock.now > start \
+            else run.done
+        return int((done + 1e-6 * run.job.epoch_samples) // run.job.epoch_samples)
 
     # -- speed ---------------------------------------------------------------------
 
@@ -359,7 +430,8 @@ class Engine:
             return 1.0  # a CPU-only job's work is its duration: one second per second
         parts = comp.parts
         per_node = tuple(len(p.slices) for p in parts) if len(parts) > 1 else None
-        gpu_rate = self.speeds.job_rate(job, comp.kind, share, per_node)
+        gpu_rate = self.speeds.job_rate(job, comp.kind, share, per_node,
+                                        _epoch(run) if job.elastic else 0)
         return gpu_rate * self.speeds.cpu_factor(job, comp.core_count, comp.memory_gib)
 
     def _rerate_all(self, handles: list[int]) -> None:
@@ -409,6 +481,13 @@ class Engine:
             max_decision_seconds=self.max_decision_seconds, engine_seconds=wall,
             events=self.events, notes=tuple(self.notes),
             not_placed=dict(self.not_placed))
+
+
+def _epoch(run: JobRun) -> int:
+    """The epoch an elastic job's settled progress is in (a hair past a boundary counts
+    as the next one, so the event at a boundary moves it on)."""
+    per = run.job.epoch_samples
+    return int((run.done + 1e-6 * per) // per) if per > 0 else 0
 
 
 # A run allocates millions of short-lived objects that form no reference cycles (views,

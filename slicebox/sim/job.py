@@ -38,3 +38,8 @@ class SimJob:
     group: str | None = None
     cpu_model: str | None = None  # Synergy configuration whose CPU/memory sensitivity applies
     duration: float | None = None  # the trace's own run time, where it gives one
+    # Elastic (Sia family): the GPU count is the policy's to choose between demand.gpus
+    # and demand.max_gpus, the batch size follows it (best goodput), and ``work`` is
+    # useful samples (Sia's progress: processed samples x statistical efficiency).
+    elastic: bool = False
+    epoch_samples: float = 0.0  # useful samples per epoch (efficiency changes by epoch)

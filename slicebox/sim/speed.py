@@ -18,8 +18,11 @@ Answers are cached: the engine asks at every start and every change of co-runner
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping
+
+import numpy as np
 
 from slicebox.pool.kinds import get_kind
 from slicebox.sim.job import Family, SimJob
@@ -33,6 +36,17 @@ GAVEL_TYPES: dict[str, str] = {"V100": "v100", "V100-32GB": "v100", "P100": "p10
                                "K80": "k80"}
 
 PerNode = tuple[int, ...] | None
+_BATCH_CANDIDATES = 50  # batch sizes tried per allocation (geometric, as Pollux does)
+
+
+_SHARED_SIA: dict[str, SiaProfiles] = {}
+
+
+def shared_sia_profiles() -> SiaProfiles:
+    """One ``SiaProfiles`` per process and data directory: the profiles are read-only,
+    and their interpolators cost seconds to build, so runs share them."""
+    profiles = SiaProfiles()
+    return _SHARED_SIA.setdefault(str(profiles.root), profiles)
 
 
 class SpeedBook:
@@ -56,6 +70,8 @@ class SpeedBook:
         self._rates: dict[tuple[object, ...], float] = {}
         self._cpu: dict[tuple[object, ...], float] = {}
         self._pairs: dict[tuple[object, ...], tuple[float, float] | None] = {}
+        self._goodputs: dict[tuple[object, ...], tuple[float, int]] = {}
+        self._sia_speeds: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray]] = {}
 
     # -- data sets, loaded on first use -------------------------------------------
 
@@ -68,7 +84,7 @@ class SpeedBook:
     @property
     def sia(self) -> SiaProfiles:
         if self._sia is None:
-            self._sia = SiaProfiles()
+            self._sia = shared_sia_profiles()
         return self._sia
 
     @property
@@ -102,8 +118,82 @@ class SpeedBook:
             self._rates[key] = rate
         return rate
 
-    def job_rate(self, job: SimJob, kind: str, gpus: float, per_node: PerNode = None) -> float:
+    def job_rate(self, job: SimJob, kind: str, gpus: float, per_node: PerNode = None,
+                 epoch: int = 0) -> float:
+        """Work/s of ``job`` alone on ``gpus`` of ``kind``; an elastic Sia job's work is
+        useful samples, so its rate is its goodput at the best batch size in ``epoch``."""
+        if job.elastic:
+            return self.sia_goodput(job.model, kind, gpus, per_node, epoch)[0]
         return self.model_rate(job.family, job.model, job.batch_size, kind, gpus, per_node)
+
+    def sia_goodput(self, app: str, kind: str, gpus: float, per_node: PerNode, epoch: int,
+                    max_batch: int | None = None) -> tuple[float, int]:
+        """(goodput, batch size): useful samples/s of ``app`` on ``gpus`` of ``kind`` in
+        ``epoch`` at the batch size that maximises it, and that batch size.
+
+        Goodput is Sia's and Pollux's: throughput at a global batch size (Sia's step
+        times, gradient accumulation above the largest profiled per-GPU batch, Sia's
+        calibration) times the statistical efficiency of that batch size in that epoch.
+        Candidates run from ``max(initial batch, min per-GPU batch x GPUs)`` to
+        ``max_batch`` (default: the largest validated batch size), geometrically, as
+        Pollux's ``GoodputFunction.optimize`` searches them. (0.0, 0) where the shape
+        cannot run."""
+        key = ("sia-goodput", app, kind, gpus, per_node, epoch, max_batch)
+        cached = self._goodputs.get(key)
+        if cached is not None:
+            return cached
+        answer = self._sia_goodput(app, kind, gpus, per_node, epoch, max_batch)
+        self._goodputs[key] = answer
+        return answer
+
+    def _sia_goodput(self, app: str, kind: str, gpus: float, per_node: PerNode, epoch: int,
+                     max_batch: int | None) -> tuple[float, int]:
+        candidates, speeds = self._sia_throughputs(app, kind, gpus, per_node, max_batch)
+        if not len(candidates):
+            return 0.0, 0
+        goodputs = speeds * self.sia.efficiencies(app, candidates, epoch)
+        best = int(np.argmax(goodputs))
+        if goodputs[best] <= 0.0:
+            return 0.0, 0
+        return float(goodputs[best]), int(candidates[best])
+
+    def _sia_throughputs(self, app: str, kind: str, gpus: float, per_node: PerNode,
+                         max_batch: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """The candidate batch sizes of a shape and its samples/s at each (the part of
+        goodput that does not change by epoch), cached."""
+        key = (app, kind, gpus, per_node, max_batch)
+        cached = self._sia_speeds.get(key)
+        if cached is not None:
+            return cached
+        empty = (np.zeros(0), np.zeros(0))
+        stype = SIA_TYPES.get(kind)
+        count = int(round(gpus))
+        answer = empty
+        if stype is not None and count >= 1:
+            try:
+                sizes = self.sia.validated_batch_sizes(app)
+                low = max(float(sizes[0]),
+                          math.ceil(self.sia.min_local_bsz(app, stype)) * count)
+            except (UnknownNameError, ValueError):
+                low, sizes = math.inf, (0,)
+            high = float(min(max_batch or sizes[-1], sizes[-1]))
+            if low <= high:
+                candidates = sorted({int(round(b)) for b in
+                                     np.geomspace(low, high, _BATCH_CANDIDATES)}
+                                    | {int(low), int(high)})
+                with contextlib.suppress(UnknownNameError, ValueError):
+                    self.sia.prefetch(app, stype, count, candidates, placement=per_node)
+                speeds = []
+                for batch in candidates:
+                    try:
+                        speed = self.sia.samples_per_second(app, stype, count, batch,
+                                                            placement=per_node)
+                    except (UnknownNameError, ValueError):
+                        speed = None
+                    speeds.append(float(speed) if speed else 0.0)
+                answer = (np.asarray(candidates, dtype=float), np.asarray(speeds))
+        self._sia_speeds[key] = answer
+        return answer
 
     def _model_rate(self, family: Family, model: str, batch: int | None, kind: str,
                     gpus: float, per_node: PerNode) -> float:

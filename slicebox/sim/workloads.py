@@ -25,7 +25,7 @@ from slicebox.pool.kinds import get_kind
 from slicebox.pool.model import Pool
 from slicebox.sim import datasets
 from slicebox.sim.job import Family, SimJob
-from slicebox.sim.speed import SpeedBook
+from slicebox.sim.speed import SIA_TYPES, SpeedBook
 from slicebox.sim.traces.model import TraceJob
 from slicebox.spec.demand import DatasetRef, Demand
 
@@ -44,6 +44,12 @@ class JobDefaults:
     cpu_sensitivity: bool = True
     measured_cpu_sensitivity: bool = False
     seed: int = 0
+    # Pollux/Sia jobs elastic (GPU count chosen by the policy, batch size following it,
+    # progress in goodput)? None: elastic exactly when the policy resizes jobs
+    # (``Policy.resizes_jobs``: ``sia``, ``slicebox``), rigid at the trace's replicas for
+    # the others, which would leave an elastic job on its minimum of one GPU.
+    elastic: bool | None = None
+    max_elastic_gpus: int = 64  # Sia's simulator: "can't handle more"
 
 
 # Synergy's model families, drawn for jobs that name no model (Synergy does the same
@@ -88,9 +94,12 @@ def _drawn_model(job_id: str, seed: int) -> str:
 
 
 def build_jobs(trace: Sequence[TraceJob], pool: Pool, speeds: SpeedBook,
-               defaults: JobDefaults = JobDefaults()) -> list[SimJob]:
+               defaults: JobDefaults = JobDefaults(), elastic: bool = False) -> list[SimJob]:
     """Simulated jobs for a trace on a pool; a job no kind of the pool can run is an
-    error that names it."""
+    error that names it. ``elastic``: Pollux/Sia jobs are elastic (``defaults.elastic``
+    overrides it when set)."""
+    if defaults.elastic is not None:
+        elastic = defaults.elastic
     cpus_share, memory_share = pool_shares(pool)
     cpus_per_gpu = defaults.cpus_per_gpu or cpus_share
     memory_per_gpu = defaults.memory_gib_per_gpu or memory_share
@@ -98,6 +107,10 @@ def build_jobs(trace: Sequence[TraceJob], pool: Pool, speeds: SpeedBook,
     jobs = []
     for record in trace:
         family = family_of(record)
+        if elastic and family is Family.SIA:
+            jobs.append(_build_elastic(record, kinds, speeds, cpus_per_gpu, memory_per_gpu,
+                                       defaults))
+            continue
         jobs.append(_build_one(record, family, kinds, speeds, cpus_per_gpu, memory_per_gpu,
                                defaults))
     return jobs
@@ -161,6 +174,37 @@ def _build_one(record: TraceJob, family: Family, kinds: tuple[str, ...], speeds:
         priority=0, weight=record.priority_weight, group=record.group, cpu_model=cpu_model,
         duration=record.duration,
     )
+
+
+def _build_elastic(record: TraceJob, kinds: tuple[str, ...], speeds: SpeedBook,
+                   cpus_per_gpu: int, memory_per_gpu: float, defaults: JobDefaults) -> SimJob:
+    """A Pollux/Sia job whose GPU count and batch size may change as it runs: it asks
+    for one GPU and may use up to Sia's limit (64, and no more replicas than its
+    largest batch size over its smallest per-GPU batch); its work is Sia's progress
+    target in useful samples (max_epochs x data set)."""
+    app = record.workload
+    assert record.batch_size is not None
+    recipe = speeds.sia.application(app)
+    allowed = tuple(k for k in kinds if speeds.sia_goodput(app, k, 1, None, 0)[0] > 0.0)
+    if record.gpu_spec:
+        wanted = set(record.gpu_spec)
+        allowed = tuple(k for k in allowed if k in wanted) or allowed
+    if not allowed:
+        raise InputError(f"job {record.id!r} ({app}) cannot run on any kind of this pool "
+                         f"({', '.join(kinds) or 'no GPUs'})")
+    largest = speeds.sia.validated_batch_sizes(app)[-1]
+    replicas = max(int(largest // max(speeds.sia.min_local_bsz(app, SIA_TYPES[k]), 1.0))
+                   for k in allowed)
+    most = max(1, min(defaults.max_elastic_gpus, replicas))
+    demand = Demand(gpus=1, max_gpus=most, kinds=allowed if len(allowed) < len(kinds) else (),
+                    cpus=max(1, cpus_per_gpu), memory_gib=float(memory_per_gpu))
+    return SimJob(
+        id=record.id, arrival=record.arrival, demand=demand, family=Family.SIA,
+        workload=f"{app}@{record.batch_size}", work=float(recipe.total_samples), model=app,
+        batch_size=record.batch_size, startup_seconds=recipe.rescale_time,
+        restart_seconds=recipe.rescale_time, dataset=datasets.for_sia(app),
+        weight=record.priority_weight, group=record.group, elastic=True,
+        epoch_samples=float(recipe.dataset_size))
 
 
 def _allowed_kinds(record: TraceJob, family: Family, model: str, batch: int | None,

@@ -24,7 +24,8 @@ class Spread(StrEnum):
       (most free first); more than one per node only when fewer nodes have room.
 
     Placement is all or nothing (a gang) for every strategy. Shares and MIG instances are
-    one GPU: always one node. A CPU-only job runs on one node.
+    one GPU: always one node. A CPU-only job runs on one node unless it asks for
+    ``nodes`` > 1: then one rank on each of that many distinct nodes (``STRICT_SPREAD``).
     """
 
     ONE_NODE = "one_node"
@@ -49,9 +50,11 @@ class Demand:
     gpu_memory_gib: float | None = None
     fraction: float | None = None  # share of one GPU's compute
     mig: str | None = None  # MIG profile name
-    cpus: int = 1
+    cpus: int = 1  # minimum core count
+    max_cpus: int = 0  # > cpus for a job that may grow into idle cores; 0: rigid
     memory_gib: float = 1.0
     spread: Spread = Spread.PACK
+    nodes: int = 1  # > 1: a CPU-only gang, cpus and memory_gib on each of that many nodes
 
     @property
     def shared(self) -> bool:
@@ -72,4 +75,6 @@ class Demand:
         res = spec.resources
         return cls(gpus=res.min_gpus, max_gpus=res.max_gpus, kinds=res.gpu_kinds,
                    gpu_memory_gib=res.gpu_memory_gib, fraction=res.fraction, mig=res.mig,
-                   cpus=res.cpus, memory_gib=res.memory_gib, spread=Spread(res.spread))
+                   cpus=res.min_cpus,
+                   max_cpus=res.max_cpus if res.max_cpus > res.min_cpus else 0,
+                   memory_gib=res.memory_gib, spread=Spread(res.spread), nodes=res.nodes)

@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -37,13 +38,18 @@ from slicebox.spec.fields import (
     Text,
     encoded_size,
 )
+from slicebox.spec.service import MAX_SERVICE_NAME, ReplicaOf, ServiceSection
 from slicebox.untrusted import describe, read_yaml, shown
 
 MAX_SPEC_BYTES = 256 * 1024  # a job file is a few hundred bytes; anything huge is a mistake
 SHELL_METACHARACTERS = re.compile(r"[|&;<>()$`\\\"'*?\[\]~{}\n]")
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
+MAX_ARRAY_INDEX = 1_000_000  # as Slurm's MaxArraySize allows at most
 MAX_SIZE_GIB = float(1 << 20)  # 1 PiB: a bound, so that no size is 1e308
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"  # a job id, as the store makes them and the API takes
+MAX_DEPENDENCIES = 64  # jobs one job may wait for (each list)
+JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN)]
 
 
 class SpecError(InputError):
@@ -66,18 +72,41 @@ class ElasticGpus(_Strict):
         return self
 
 
+class ElasticCpus(_Strict):
+    min: Annotated[int, Field(ge=1, le=4096)]
+    max: Annotated[int, Field(ge=1, le=4096)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ElasticCpus:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is larger than max ({self.max})")
+        return self
+
+
 class Resources(_Strict):
-    gpus: int | ElasticGpus = Field(0, description="GPU count, or {min, max} for an elastic job")
+    # The validators below check the counts (with one clear message); WithJsonSchema tells
+    # `slicebox schema`, and so an editor, the same bounds.
+    gpus: Annotated[int, WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 1024})
+                    ] | ElasticGpus = Field(
+        0, description="GPU count, or {min, max} for an elastic job")
     gpu_kinds: Annotated[tuple[Text, ...], Sequence] = Field(
         (), strict=False, max_length=64, description="allowed device kinds; empty = any")
     gpu_memory_gib: float | None = Field(None, gt=0, le=4096,
                                          description="memory needed on each GPU")
     fraction: float | None = Field(None, gt=0, lt=1, description="share of one GPU's compute")
     mig: Text | None = Field(None, description="MIG profile, e.g. 3g.40gb")
-    cpus: int = Field(1, ge=1, le=4096)
+    cpus: Annotated[int, WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 4096})
+                    ] | ElasticCpus = Field(
+        1, description="CPU cores, or {min, max} for an elastic job")
     memory_gib: float = Field(1.0, gt=0, le=65536)
     spread: Literal["one_node", "pack", "spread"] = Field(
         "pack", description="how GPUs may spread over nodes (Ray's STRICT_PACK, PACK, SPREAD)")
+    # A CPU-only gang, as Slurm's --nodes with --cpus-per-task: N ranks, one per node, each
+    # with ``cpus`` cores and ``memory_gib`` (Ray's STRICT_SPREAD). GPU gangs are asked for
+    # with ``gpus`` and ``spread`` instead.
+    nodes: int = Field(1, ge=1, le=1024, strict=True, description=(
+        "CPU-only jobs: run as this many ranks on as many nodes, each with cpus cores and "
+        "memory_gib GiB (torch.distributed gets MASTER_ADDR, RANK, WORLD_SIZE)"))
 
     @field_validator("gpus", mode="before")
     @classmethod
@@ -90,6 +119,20 @@ class Resources(_Strict):
                 raise ValueError(describe(exc)) from None
         if isinstance(value, bool) or not isinstance(value, int | ElasticGpus):
             raise ValueError(f"must be a GPU count or {{min, max}}, got {type(value).__name__}")
+        return value
+
+    @field_validator("cpus", mode="before")
+    @classmethod
+    def _cores_or_range(cls, value: object) -> object:
+        if isinstance(value, dict):
+            try:
+                return ElasticCpus.model_validate(value)
+            except ValidationError as exc:
+                raise ValueError(describe(exc)) from None
+        if isinstance(value, bool) or not isinstance(value, int | ElasticCpus):
+            raise ValueError(f"must be a core count or {{min, max}}, got {type(value).__name__}")
+        if isinstance(value, int) and not 1 <= value <= 4096:
+            raise ValueError(f"must be between 1 and 4096, got {value}")
         return value
 
     @field_validator("gpus")
@@ -119,6 +162,12 @@ class Resources(_Strict):
         if self.mig is not None and not re.fullmatch(r"[1-7]g\.\d{1,4}gb", self.mig):
             raise ValueError(f"mig profile {shown(self.mig, 40)!r} is not of the form "
                              "<N>g.<M>gb")
+        if self.nodes > 1:
+            if self.max_gpus > 0 or self.fraction is not None or self.mig is not None:
+                raise ValueError("nodes applies to CPU-only jobs; a GPU job spreads over "
+                                 "nodes with gpus and spread")
+            if isinstance(self.cpus, ElasticCpus):
+                raise ValueError("nodes > 1 needs a fixed cpus count (cores per node)")
         return self
 
     @property
@@ -128,6 +177,19 @@ class Resources(_Strict):
     @property
     def max_gpus(self) -> int:
         return self.gpus.max if isinstance(self.gpus, ElasticGpus) else self.gpus
+
+    @property
+    def min_cpus(self) -> int:
+        return self.cpus.min if isinstance(self.cpus, ElasticCpus) else self.cpus
+
+    @property
+    def max_cpus(self) -> int:
+        return self.cpus.max if isinstance(self.cpus, ElasticCpus) else self.cpus
+
+    @property
+    def elastic(self) -> bool:
+        """True when the job may be resized while it runs (GPUs or cores)."""
+        return self.max_gpus > self.min_gpus or self.max_cpus > self.min_cpus
 
 
 class Dataset(_Strict):
@@ -177,6 +239,39 @@ class JobSpec(_Strict):
     priority: int = Field(0, ge=-1000, le=1000)
     checkpoint: Checkpoint = Field(default_factory=lambda: Checkpoint.model_validate({}))
     time_limit_seconds: float | None = Field(None, gt=0, le=30 * 24 * 3600)
+    team: str | None = Field(None, pattern=NAME_PATTERN, description=(
+        "the team the job belongs to (default: 'default'); the service sets it from the token"))
+    array_index: int | None = Field(None, ge=0, le=MAX_ARRAY_INDEX, strict=True, description=(
+        "this job's index in a job array (submit --array sets it); the job reads it from "
+        "SLICEBOX_ARRAY_INDEX"))
+    # Dependencies, as Slurm's --dependency=afterany/afterok: ids of jobs already in the
+    # store (admission checks; so no cycle can be made). See controller/dependencies.py.
+    after: Annotated[tuple[JobId, ...], Sequence] = Field(
+        (), strict=False, max_length=MAX_DEPENDENCIES, description=(
+            "job ids: start only after these jobs have ended, whatever their result"))
+    afterok: Annotated[tuple[JobId, ...], Sequence] = Field(
+        (), strict=False, max_length=MAX_DEPENDENCIES, description=(
+            "job ids: start only after these jobs have succeeded; if one fails or is "
+            "cancelled, this job is cancelled"))
+    # A service (kind: service) is not placed itself: its replicas are, each an ordinary
+    # job with this spec's resources and `replica_of` set (see controller.services).
+    kind: Literal["job", "service"] = Field("job", description=(
+        "job: runs to completion; service: replicas behind a load balancer until cancelled"))
+    service: ServiceSection | None = Field(None, description=(
+        "kind: service only: port, health check, latency objective, replica bounds"))
+    replica_of: ReplicaOf | None = Field(None, description=(
+        "set by Slicebox on a service's replicas; a submitted spec may not set it"))
+
+    @model_validator(mode="after")
+    def _each_dependency_once(self) -> JobSpec:
+        seen: set[str] = set()
+        for field, ids in (("after", self.after), ("afterok", self.afterok)):
+            for job_id in ids:
+                if job_id in seen:
+                    raise ValueError(f"{field}: job {job_id} is given twice (once is enough; "
+                                     "afterok already waits for it to end)")
+                seen.add(job_id)
+        return self
 
     @field_validator("command", mode="before")
     @classmethod
@@ -218,6 +313,29 @@ class JobSpec(_Strict):
         if size > MAX_EXEC_BYTES:
             raise ValueError(f"command and env are {size} bytes together; at most "
                              f"{MAX_EXEC_BYTES}")
+        return self
+
+    @model_validator(mode="after")
+    def _kind(self) -> JobSpec:
+        if self.kind == "job":
+            if self.service is not None:
+                raise ValueError("service: only a spec with kind: service has this section")
+            return self
+        if self.service is None:
+            raise ValueError("service: kind: service needs a service section (objective, "
+                             "replica bounds)")
+        if len(self.name) > MAX_SERVICE_NAME:
+            raise ValueError(f"name: a service's name is at most {MAX_SERVICE_NAME} "
+                             "characters (its replicas are named <name>-r<N>)")
+        if self.replica_of is not None or self.array_index is not None:
+            raise ValueError("kind: a service cannot be a replica or an array member")
+        if self.time_limit_seconds is not None:
+            raise ValueError("time_limit_seconds: a service runs until it is cancelled")
+        if self.resources.elastic or self.resources.nodes > 1:
+            raise ValueError("resources: a service's resources are one replica's, fixed "
+                             "(it scales by replicas, not by resizing)")
+        if self.after or self.afterok:
+            raise ValueError("after: a service does not wait for jobs")
         return self
 
     @property

@@ -6,6 +6,8 @@ one continues from what is here.
 
 from slicebox.store.leases import LeaseHeld, LeaseLost
 from slicebox.store.records import (
+    CheckpointRecord,
+    CheckpointSummary,
     CompositionRecord,
     DatasetRecord,
     EventRecord,
@@ -13,9 +15,12 @@ from slicebox.store.records import (
     Lease,
     ProgressSample,
     StopRequest,
+    TokenRecord,
     UtilisationPoint,
 )
+from slicebox.store.services import ServiceNameTaken, ServiceRecord, UnknownService
 from slicebox.store.store import Store
+from slicebox.store.tokens import DEFAULT_TEAM, Scope, UnknownToken
 from slicebox.store.transitions import (
     LEGAL,
     IllegalTransition,
@@ -26,7 +31,11 @@ from slicebox.store.transitions import (
 )
 
 __all__ = [
-    "LEGAL", "CompositionRecord", "DatasetRecord", "EventRecord", "IllegalTransition",
-    "JobRecord", "Lease", "LeaseHeld", "LeaseLost", "ProgressSample", "StopRequest", "Store",
-    "StoreCorrupt", "StoreError", "StoreUnavailable", "UnknownJob", "UtilisationPoint",
+    "DEFAULT_TEAM", "LEGAL", "CheckpointRecord", "CheckpointSummary", "CompositionRecord",
+    "DatasetRecord", "EventRecord", "IllegalTransition", "JobRecord", "Lease", "LeaseHeld",
+    "LeaseLost", "ProgressSample", "Scope", "ServiceNameTaken", "ServiceRecord", "StopRequest",
+    "Store", "StoreCorrupt",
+    "StoreError", "StoreUnavailable", "TokenRecord", "UnknownJob", "UnknownService",
+    "UnknownToken",
+    "UtilisationPoint",
 ]

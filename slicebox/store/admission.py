@@ -68,16 +68,31 @@ def submit_file(store: Store, path: str | Path, feasible: Feasible,
 def submit_spec(store: Store, spec: JobSpec, feasible: Feasible,
                 cwd: str | Path | None = None, source: str = "job spec", *,
                 env_allow: Collection[str] = ()) -> str:
+    admitted = check_spec(spec, feasible, cwd=cwd, source=source, env_allow=env_allow)
+    if admitted.spec.kind == "service":  # a record; the controller queues its replicas
+        return store.create_service(admitted.spec, admitted.workdir).id
+    return store.submit(admitted.spec, workdir=admitted.workdir,
+                        dataset_size_gib=admitted.dataset_size_gib)
+
+
+def check_file(path: str | Path, feasible: Feasible, cwd: str | Path | None = None, *,
+               env_allow: Collection[str] = ()) -> Admitted:
+    """Everything ``submit_file`` checks, writing nothing: the job as it would be queued."""
+    return check_spec(load_spec(path), feasible, cwd=cwd, source=shown(os.fspath(path), 200),
+                      env_allow=env_allow)
+
+
+def check_spec(spec: JobSpec, feasible: Feasible, cwd: str | Path | None = None,
+               source: str = "job spec", *, env_allow: Collection[str] = ()) -> Admitted:
+    """``admit`` plus placement's "could this ever fit"; ``SpecError`` names the field."""
     admitted = admit(spec, cwd=cwd, source=source, env_allow=env_allow)
-    spec = admitted.spec
-    refusal = feasible(Demand.from_spec(spec))
+    refusal = feasible(Demand.from_spec(admitted.spec))
     if refusal:
         reason = str(refusal)
         if not reason.startswith("resources"):
-            reason = f"{_resource_field(spec, reason)}: {reason}"
+            reason = f"{_resource_field(admitted.spec, reason)}: {reason}"
         raise SpecError(f"{source}: {reason}")
-    return store.submit(spec, workdir=admitted.workdir,
-                        dataset_size_gib=admitted.dataset_size_gib)
+    return admitted
 
 
 def admit(spec: JobSpec, *, cwd: str | Path | None = None, source: str = "job spec",
@@ -89,6 +104,9 @@ def admit(spec: JobSpec, *, cwd: str | Path | None = None, source: str = "job sp
     def refuse(field: str, reason: str) -> SpecError:
         return SpecError(f"{source}: {field}: {reason}")
 
+    if spec.replica_of is not None:
+        raise refuse("replica_of", "is set by Slicebox on a service's replicas; submit the "
+                     "service (kind: service) instead")
     refused = [name for name in spec.env if loads_code(name) and name not in env_allow]
     if refused:
         raise refuse(f"env.{refused[0]}", "changes how programs load, so a job may not set "

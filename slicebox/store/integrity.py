@@ -4,6 +4,10 @@ A state directory whose database is missing or empty while job logs or exit reco
 there has lost its jobs: starting afresh would silently forget them (and their processes
 may still run), so that is an error that says what to do. SQLite's ``quick_check`` runs
 when a store opens; ``slicebox store check`` runs the full ``integrity_check``.
+
+A store on PostgreSQL is the server's to protect (its WAL, its checksums, ``pg_dump``): the
+check there reports whether the schema is the one this Slicebox expects, and a backup is
+refused with the command that takes one.
 """
 
 from __future__ import annotations
@@ -12,7 +16,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from slicebox.store.engine import DB_NAME
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from slicebox.store.engine import DB_NAME, check_url, make_engine, redacted
 from slicebox.store.transitions import StoreCorrupt, StoreError
 
 CHECK_HINT = "run `slicebox store check` for details"
@@ -74,7 +82,7 @@ def _problems(rows: list[tuple[object, ...]]) -> list[str]:
 class CheckReport:
     """What ``slicebox store check`` found. ``ok`` is False when anything is wrong."""
 
-    database: Path
+    database: Path | str  # the SQLite file, or the server's URL without its password
     problems: list[str] = field(default_factory=list)
     jobs_by_state: dict[str, int] = field(default_factory=dict)
     size_bytes: int = 0
@@ -83,10 +91,29 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.problems
 
+    @property
+    def found(self) -> bool:
+        """There is a store (a non-empty file, or a server database with the tables)."""
+        return self.size_bytes > 0
 
-def check_state_dir(state_dir: Path) -> CheckReport:
-    """Every check, without changing anything (the database is opened read-only)."""
-    db = state_dir / DB_NAME
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of an ``sqlite:///PATH`` URL; None for any other database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database).expanduser().resolve()
+
+
+def check_state_dir(state_dir: Path, url: str | None = None) -> CheckReport:
+    """Every check, without changing anything (the database is opened read-only).
+    ``url``: the store's database when it is not the state directory's SQLite file."""
+    if url is not None:
+        url = check_url(url)
+        if sqlite_file(url) is None:
+            return check_server(url)
+    db = sqlite_file(url) if url is not None else state_dir / DB_NAME
+    assert db is not None
     report = CheckReport(db)
     if not db.exists() or db.stat().st_size == 0:
         traces = job_traces(state_dir)
@@ -116,11 +143,60 @@ def check_state_dir(state_dir: Path) -> CheckReport:
     return report
 
 
-def backup(state_dir: Path, target: Path) -> int:
+def check_server(url: str) -> CheckReport:
+    """A store on a database server: reachable, at this Slicebox's schema revision and
+    exactly its tables; jobs counted. Read-only."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from slicebox.store import migrations
+    from slicebox.store.schema import Base, JobRow
+
+    report = CheckReport(redacted(url))
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            revision = migrations.current_revision(conn)
+            if revision is None:
+                return report  # nothing here yet: the first `Store.open` creates it
+            report.size_bytes = int(conn.execute(
+                select(func.pg_database_size(func.current_database()))).scalar() or 0)
+            if revision != migrations.head():
+                report.problems.append(
+                    f"{report.database}: schema revision {revision}, this Slicebox expects "
+                    f"{migrations.head()} (opening the store upgrades an older one)")
+            else:
+                context = MigrationContext.configure(conn, opts={"compare_type": True})
+                report.problems.extend(f"{report.database}: schema differs: {diff}"
+                                       for diff in compare_metadata(context, Base.metadata))
+            if not report.problems:
+                counts = conn.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
+                report.jobs_by_state = {str(state): int(n) for state, n in counts}
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        report.problems.append(f"{report.database}: {str(cause).splitlines()[0]}")
+    finally:
+        engine.dispose()
+    return report
+
+
+def backup(state_dir: Path, target: Path, url: str | None = None) -> int:
     """A consistent copy of the live database at ``target`` (SQLite's online backup API:
-    safe while a controller writes). The number of bytes written."""
-    db = state_dir / DB_NAME
-    refuse_lost_database(state_dir)
+    safe while a controller writes). The number of bytes written. ``url``: the store's
+    database when it is not the state directory's SQLite file."""
+    if url is not None:
+        url = check_url(url)
+        db_file = sqlite_file(url)
+        if db_file is None:
+            raise StoreError(
+                f"the store is on a database server ({redacted(url)}): back it up with the "
+                "server's own tool, e.g. `pg_dump --format=custom --file=slicebox.dump "
+                "DBNAME` (consistent while a controller writes); `slicebox store backup` "
+                "copies SQLite stores")
+        db = db_file
+    else:
+        db = state_dir / DB_NAME
+        refuse_lost_database(state_dir)
     if not db.exists() or db.stat().st_size == 0:
         raise StoreError(f"{db}: there is no database to back up")
     target = target.expanduser().resolve()

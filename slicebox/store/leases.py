@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from slicebox.store.records import Lease
@@ -39,6 +40,7 @@ def current(s: Session) -> Lease | None:
 
 def acquire(s: Session, controller_id: str, ttl: float, now: float,
             holder_alive: Callable[[str], bool] | None) -> Lease:
+    _ensure_row(s)
     held = current(s)
     if held is not None and held.controller_id != controller_id:
         age = now - held.heartbeat
@@ -61,6 +63,16 @@ def release(s: Session, controller_id: str) -> None:
     held = current(s)
     if held is not None and held.controller_id == controller_id:
         _write(s, "", 0.0)
+
+
+def _ensure_row(s: Session) -> None:
+    """On PostgreSQL, make sure the lease row exists before locking it: two controllers
+    starting on a store without one would both find nothing to lock and both insert (one
+    then fails on the key). SQLite needs nothing: ``BEGIN IMMEDIATE`` serialises writers."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(pg_insert(KeyValueRow)
+                  .values(key=KEY, value=json.dumps({"id": "", "heartbeat": 0.0}), updated_at=0.0)
+                  .on_conflict_do_nothing(index_elements=[KeyValueRow.key]))
 
 
 def _write(s: Session, controller_id: str, now: float) -> None:

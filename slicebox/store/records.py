@@ -52,6 +52,7 @@ class JobRecord:
     samples_per_s: float | None = None
     reported_at: float | None = None
     mlflow_run_id: str | None = None
+    team: str = "default"
 
     def ran_for(self, now: float) -> float:
         """Seconds of running, over all attempts (what a time limit counts)."""
@@ -125,3 +126,63 @@ class UtilisationPoint:
 class Lease:
     controller_id: str
     heartbeat: float
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """How one attempt ended with respect to checkpoints (see ``schema.CheckpointRow``).
+
+    ``samples``/``step``: the checkpoint the next attempt restores (None: none yet, it
+    starts over); ``lost_samples``: what this attempt reported past that checkpoint, so
+    the next attempt redoes it; ``restore_seconds``: how long this attempt took to load the
+    checkpoint it started from (None: it started fresh)."""
+
+    job_id: str
+    attempt: int
+    recorded_at: float
+    outcome: str  # "checkpointed" (exit 85), "killed" (other exit), "gone" (no process)
+    reason: str = ""
+    path: str | None = None
+    step: int | None = None
+    samples: int | None = None
+    saved_at: float | None = None
+    save_seconds: float | None = None
+    reported_samples: int | None = None
+    lost_samples: int | None = None
+    restored_samples: int | None = None
+    restore_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointSummary:
+    """One job's checkpoints at a glance (what ``ps``, the report and MLflow show)."""
+
+    job_id: str
+    requeues: int  # attempts that ended in a requeue (rows in ``checkpoints``)
+    checkpointed: int  # of those, how many saved on request (exit 85)
+    lost_samples: int  # over all attempts
+    last_path: str | None
+    last_step: int | None
+    last_samples: int | None
+    last_saved_at: float | None
+    last_save_seconds: float | None
+    last_restore_seconds: float | None
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token as the store keeps it: never the token itself (see ``store.tokens``)."""
+
+    id: str
+    team: str
+    scope: str  # a ``tokens.Scope`` value
+    created_at: float
+    revoked_at: float | None = None
+    expires_at: float | None = None  # not accepted from then on (None: until revoked)
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at

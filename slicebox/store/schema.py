@@ -5,12 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
     pass
+
+
+# A counter that may pass 2**31 (samples, byte offsets): BIGINT on PostgreSQL, whose INTEGER
+# is 32-bit; SQLite's INTEGER is 64-bit already (and stays, so no table is copied there).
+Count = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class JobRow(Base):
@@ -39,18 +44,22 @@ class JobRow(Base):
     node: Mapped[str | None] = mapped_column(String(128), nullable=True)
     composition: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     log_path: Mapped[str | None] = mapped_column(Text, nullable=True)
-    log_offset: Mapped[int] = mapped_column(Integer, default=0)  # progress read up to here
+    log_offset: Mapped[int] = mapped_column(Count, default=0)  # progress read up to here
     # A stop in progress survives a controller restart: the next one finishes the escalation.
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     stop_to_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
     stop_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     stop_requested_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     stop_deadline: Mapped[float | None] = mapped_column(Float, nullable=True)
-    samples: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    samples: Mapped[int | None] = mapped_column(Count, nullable=True)
     quality: Mapped[float | None] = mapped_column(Float, nullable=True)
     samples_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     reported_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # this attempt
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Whose job it is: the service shows a team's token only its team's jobs. Jobs from
+    # before teams (and from the CLI, without `team:` in the spec) are the default team's.
+    team: Mapped[str] = mapped_column(String(64), index=True, default="default",
+                                      server_default="default")
 
 
 class EventRow(Base):
@@ -85,7 +94,8 @@ class CompositionRow(Base):
 class DatasetRow(Base):
     __tablename__ = "datasets"
 
-    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    key: Mapped[str] = mapped_column(String(512).with_variant(Text(), "postgresql"),
+                                     primary_key=True)
     node: Mapped[str] = mapped_column(String(128), primary_key=True)
     volume: Mapped[str] = mapped_column(String(128), primary_key=True)
     path: Mapped[str] = mapped_column(Text)
@@ -101,7 +111,7 @@ class ProgressRow(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
     attempt: Mapped[int] = mapped_column(Integer)
     time: Mapped[float] = mapped_column(Float)
-    samples: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    samples: Mapped[int | None] = mapped_column(Count, nullable=True)
     quality: Mapped[float | None] = mapped_column(Float, nullable=True)
     samples_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
@@ -116,3 +126,72 @@ class KeyValueRow(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class CheckpointRow(Base):
+    """How one attempt of a job ended with respect to its checkpoints: the checkpoint the
+    next attempt restores (path, step, samples, when it was saved and how long saving
+    took), the work that attempt did past it (lost: the next attempt redoes it), and how
+    long this attempt took to restore. Written in the transaction that requeues the job.
+
+    A table of its own, not columns of ``jobs``: an older database gains it by
+    ``create_all`` alone, and a job's history of attempts is a list, not a value."""
+
+    __tablename__ = "checkpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)  # the attempt that ended
+    recorded_at: Mapped[float] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(16))  # checkpointed | killed | gone
+    reason: Mapped[str] = mapped_column(Text, default="")  # why it was stopped
+    path: Mapped[str | None] = mapped_column(Text, nullable=True)  # None: no checkpoint yet
+    step: Mapped[int | None] = mapped_column(Count, nullable=True)
+    samples: Mapped[int | None] = mapped_column(Count, nullable=True)
+    saved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    save_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    reported_samples: Mapped[int | None] = mapped_column(Count, nullable=True)
+    lost_samples: Mapped[int | None] = mapped_column(Count, nullable=True)
+    restored_samples: Mapped[int | None] = mapped_column(Count, nullable=True)
+    restore_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class TokenRow(Base):
+    """An API token of the service. Only the SHA-256 of the token is kept: the token itself
+    is shown once, when it is made, and a copy of the database lets no one act as it.
+
+    ``id`` is the token's public part (it is in the token, so a request's token is found by
+    key and then compared in constant time, never looked up by its secret)."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    scope: Mapped[str] = mapped_column(String(16))  # read | submit | admin
+    secret_hash: Mapped[str] = mapped_column(String(64))  # hex SHA-256 of the whole token
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: never
+
+
+class ServiceRow(Base):
+    """A service (``kind: service``): not placed itself; its replicas are ordinary jobs whose
+    spec names it (``replica_of``). The controller's ``ServiceManager`` keeps its balancer
+    and replica count; what it measured last is here for ``slicebox services``."""
+
+    __tablename__ = "services"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    team: Mapped[str] = mapped_column(String(64), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    workdir: Mapped[str | None] = mapped_column(Text, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # live | cancelling | cancelled
+    reason: Mapped[str] = mapped_column(Text, default="")
+    next_index: Mapped[int] = mapped_column(Integer, default=1)  # N of the next <name>-r<N>
+    desired: Mapped[int] = mapped_column(Integer, default=0)  # replicas the autoscaler wants
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)  # the balancer's, when up
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -9,23 +9,32 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.exc import DatabaseError, DataError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from slicebox.pool.composition import Composition
 from slicebox.snapshot import JobState
 from slicebox.spec.job import JobSpec
-from slicebox.store import history, integrity, leases, transitions
+from slicebox.store import history, integrity, leases, migrations, tokens, transitions
+from slicebox.store import services as service_rows
 from slicebox.store.codec import composition_from_json, composition_to_json
-from slicebox.store.engine import DEFAULT_STATE_DIR, make_engine, sqlite_url
+from slicebox.store.engine import (
+    DEFAULT_STATE_DIR,
+    check_url,
+    make_engine,
+    redacted,
+    sqlite_url,
+)
 from slicebox.store.records import (
+    CheckpointRecord,
+    CheckpointSummary,
     CompositionRecord,
     DatasetRecord,
     EventRecord,
@@ -33,10 +42,11 @@ from slicebox.store.records import (
     Lease,
     ProgressSample,
     StopRequest,
+    TokenRecord,
     UtilisationPoint,
 )
 from slicebox.store.schema import (
-    Base,
+    CheckpointRow,
     CompositionRow,
     DatasetRow,
     EventRow,
@@ -53,6 +63,7 @@ from slicebox.store.transitions import (
 )
 
 ACTIVE = (JobState.STAGING, JobState.RUNNING)
+_INSUFFICIENT_PRIVILEGE = "42501"  # PostgreSQL's SQLSTATE for "permission denied"
 WAITING = (JobState.QUEUED, JobState.PREEMPTED)
 
 
@@ -64,7 +75,11 @@ class Store:
         self.url = url
         self.state_dir = state_dir
         self._clock = clock
-        self._where = str(state_dir / "slicebox.db") if state_dir else url.split("@")[-1]
+        self._where = (str(state_dir / "slicebox.db") if url.startswith("sqlite") and state_dir
+                       else redacted(url))
+        self._unavailable_hint = ("is the disk full, or another process holding it?"
+                                  if url.startswith("sqlite")
+                                  else "is the database server up and reachable?")
         self._engine = make_engine(url)
         try:
             if url.startswith("sqlite"):
@@ -75,12 +90,18 @@ class Store:
                     integrity.quick_check(connection, self._where)
                 finally:
                     raw.close()
-            Base.metadata.create_all(self._engine)
+            migrations.bring_up_to_date(self._engine)
         except OperationalError as exc:
             self._engine.dispose()
             raise StoreUnavailable(f"{self._where}: {_first_line(exc.orig)}") from None
         except DatabaseError as exc:
             self._engine.dispose()
+            if getattr(exc.orig, "sqlstate", None) == _INSUFFICIENT_PRIVILEGE:
+                # A database user that may not create the tables (PostgreSQL 15 lets only
+                # the owner create in `public`): a setup problem, not a damaged store.
+                raise StoreUnavailable(f"{self._where}: {_first_line(exc.orig)} (the "
+                                       "database user must own the database or schema, or "
+                                       "be allowed to create tables in it)") from None
             raise StoreCorrupt(f"{self._where}: {_first_line(exc.orig)}; "
                                f"{integrity.CHECK_HINT}") from None
         except sqlite3.DatabaseError as exc:  # raised in the connect hook, unwrapped
@@ -94,13 +115,16 @@ class Store:
 
     @classmethod
     def open(cls, state: str | Path | None = None,
-             clock: Callable[[], float] = time.time) -> Store:
+             clock: Callable[[], float] = time.time, *, url: str | None = None) -> Store:
         """``state``: a state directory (default ``~/.slicebox``) or a database URL such as
-        ``postgresql+psycopg://user@host/slicebox``."""
+        ``postgresql+psycopg://user@host/slicebox``. ``url``: the database, when it is not
+        the SQLite file in the state directory (logs and exit records stay there)."""
         if state is not None and "://" in str(state):
-            return cls(str(state), None, clock)
+            return cls(check_url(str(state)), None, clock)
         state_dir = Path(state or DEFAULT_STATE_DIR).expanduser().resolve()
         state_dir.mkdir(parents=True, exist_ok=True)
+        if url:
+            return cls(check_url(url), state_dir, clock)
         # Before SQLite creates an empty database over a lost one.
         integrity.refuse_lost_database(state_dir)
         return cls(sqlite_url(state_dir), state_dir, clock)
@@ -116,8 +140,11 @@ class Store:
             with self._sessions.begin() as session:
                 yield session
         except OperationalError as exc:
-            raise StoreUnavailable(f"{self._where}: {_first_line(exc.orig)} (is the disk "
-                                   "full, or another process holding it?)") from exc
+            raise StoreUnavailable(f"{self._where}: {_first_line(exc.orig)} "
+                                   f"({self._unavailable_hint})") from exc
+        except DataError as exc:  # PostgreSQL checks ranges and lengths; SQLite does not
+            raise StoreError(f"{self._where}: a value does not fit its column: "
+                             f"{_first_line(exc.orig)}") from exc
         except DatabaseError as exc:
             raise StoreCorrupt(f"{self._where}: {_first_line(exc.orig)}; "
                                f"{integrity.CHECK_HINT}") from exc
@@ -136,11 +163,36 @@ class Store:
             s.add(JobRow(id=job_id, name=spec.name, spec=spec.model_dump(mode="json"),
                          state=JobState.QUEUED.value, reason="submitted",
                          priority=spec.priority, workdir=workdir,
-                         dataset_size_gib=dataset_size_gib, submitted_at=now))
+                         dataset_size_gib=dataset_size_gib, submitted_at=now,
+                         team=spec.team or tokens.DEFAULT_TEAM))
             s.flush()  # the job row first: the event refers to it
             s.add(EventRow(job_id=job_id, time=now, from_state=None, kind=JobState.QUEUED.value,
                            reason="submitted", details={"name": spec.name}))
         return job_id
+
+    def submit_many(self, jobs: Sequence[tuple[JobSpec, str | None, float | None]]
+                    ) -> list[str]:
+        """Queue several checked jobs (spec, workdir, measured dataset GiB) in one
+        transaction: all of them, or (on any database error) none. Their ids, in order."""
+        now = self._clock()
+        ids = [secrets.token_hex(4) for _ in jobs]
+        # The queue is ordered by submission time, then id: a microsecond apart keeps the
+        # order the files were given in.
+        times = [now + i * 1e-6 for i in range(len(jobs))]
+        with self._tx() as s:
+            for job_id, when, (spec, workdir, dataset_size_gib) in zip(ids, times, jobs,
+                                                                       strict=True):
+                s.add(JobRow(id=job_id, name=spec.name, spec=spec.model_dump(mode="json"),
+                             state=JobState.QUEUED.value, reason="submitted",
+                             priority=spec.priority, workdir=workdir,
+                             dataset_size_gib=dataset_size_gib, submitted_at=when,
+                             team=spec.team or tokens.DEFAULT_TEAM))
+            s.flush()  # the job rows first: the events refer to them
+            for job_id, when, (spec, _, _) in zip(ids, times, jobs, strict=True):
+                s.add(EventRow(job_id=job_id, time=when, from_state=None,
+                               kind=JobState.QUEUED.value, reason="submitted",
+                               details={"name": spec.name}))
+        return ids
 
     def job(self, job_id: str) -> JobRecord:
         with self._tx() as s:
@@ -162,14 +214,17 @@ class Store:
                 row = rows[0]
             return self._out(s, row)
 
-    def jobs(self, states: Iterable[JobState] | None = None) -> list[JobRecord]:
-        """Jobs in submission order, optionally only those in ``states``.
+    def jobs(self, states: Iterable[JobState] | None = None, *,
+             team: str | None = None) -> list[JobRecord]:
+        """Jobs in submission order, optionally only those in ``states`` (and of ``team``).
 
         Specs are read and parsed once per job, not once per call: the controller asks
         for every waiting job each round, and thousands of them wait."""
         query = select(*_WITHOUT_SPEC).order_by(JobRow.submitted_at, JobRow.id)
         if states is not None:
             query = query.where(JobRow.state.in_([JobState(s).value for s in states]))
+        if team is not None:
+            query = query.where(JobRow.team == team)
         with self._tx() as s:
             rows = s.execute(query).all()
             unparsed = [r.id for r in rows if (r.id, r.submitted_at) not in _SPECS]
@@ -197,6 +252,13 @@ class Store:
         query = select(JobRow.state, func.count()).group_by(JobRow.state)
         with self._tx() as s:
             return {JobState(state): int(n) for state, n in s.execute(query)}
+
+    def count_by_team_and_state(self) -> dict[tuple[str, JobState], int]:
+        """How many jobs each team has in each state (one cheap query; the metrics)."""
+        query = select(JobRow.team, JobRow.state, func.count()).group_by(JobRow.team,
+                                                                          JobRow.state)
+        with self._tx() as s:
+            return {(team, JobState(state)): int(n) for team, state, n in s.execute(query)}
 
     def last_event_id(self) -> int:
         """The newest event's id. Every change that matters to scheduling (a submit, a
@@ -341,20 +403,54 @@ class Store:
             return [EventRecord(e.id, e.job_id, e.time, e.from_state, e.kind, e.reason,
                                 dict(e.details or {})) for e in s.scalars(query)]
 
+    # ---- checkpoints ------------------------------------------------------------------
+
+    def checkpoints(self, job_id: str | None = None) -> list[CheckpointRecord]:
+        """Each requeued attempt's checkpoint record, oldest first."""
+        query = select(CheckpointRow).order_by(CheckpointRow.id)
+        if job_id is not None:
+            query = query.where(CheckpointRow.job_id == job_id)
+        with self._tx() as s:
+            return [_checkpoint_record(c) for c in s.scalars(query)]
+
+    def record_checkpoint(self, job_id: str, record: CheckpointRecord) -> None:
+        """The checkpoint record of an attempt that ended without a requeue (it resumed
+        from a checkpoint and then finished): its restore time still counts."""
+        with self._tx() as s:
+            row = _row(s, job_id)
+            s.add(_checkpoint_row(record, job_id, row.attempt, self._clock()))
+
+    def checkpoint_summaries(self, job_ids: Iterable[str] | None = None
+                             ) -> dict[str, CheckpointSummary]:
+        """Per job (only jobs with a requeued attempt): requeues, lost samples in all, and
+        the latest checkpoint with its save and restore times."""
+        by_job: dict[str, list[CheckpointRecord]] = {}
+        wanted = None if job_ids is None else set(job_ids)
+        for record in self.checkpoints():
+            if wanted is None or record.job_id in wanted:
+                by_job.setdefault(record.job_id, []).append(record)
+        return {job_id: _summary(job_id, records) for job_id, records in by_job.items()}
+
     # ---- progress ---------------------------------------------------------------------
 
     def record_progress(self, job_id: str, when: float, samples: int | None = None,
                         quality: float | None = None, log_offset: int | None = None) -> None:
-        """A progress report; throughput comes from the previous report of this attempt."""
+        """A progress report; throughput comes from the previous report of this attempt.
+
+        A report that repeats the sample count (a job reports its quality after an
+        evaluation, and once more as it ends) measures no throughput: it neither gives a
+        rate nor moves the point the next rate is measured from, so the job keeps its last
+        real rate instead of 0."""
         with self._tx() as s:
             row = _row(s, job_id)
             rate = None
             if (samples is not None and row.samples is not None and row.reported_at
-                    is not None and when > row.reported_at and samples >= row.samples):
+                    is not None and when > row.reported_at and samples > row.samples):
                 rate = (samples - row.samples) / (when - row.reported_at)
             s.add(ProgressRow(job_id=job_id, attempt=row.attempt, time=when, samples=samples,
                               quality=quality, samples_per_s=rate))
-            if samples is not None:
+            if samples is not None and (row.samples is None or row.reported_at is None
+                                        or samples != row.samples):
                 row.samples, row.reported_at = samples, when
             if quality is not None:
                 row.quality = quality
@@ -463,6 +559,71 @@ class Store:
             row = s.get(KeyValueRow, key)
             return row.value if row is not None else None
 
+    # ---- API tokens -------------------------------------------------------------------
+
+    def create_token(self, team: str, scope: str, expires_in: float | None = None
+                     ) -> tuple[TokenRecord, str]:
+        """A new API token for ``team`` with ``scope``: its record, and the token itself,
+        which is not kept (only its hash is) and so can be shown only now. ``expires_in``:
+        seconds it is accepted for (None: until revoked)."""
+        with self._tx() as s:
+            return tokens.create(s, team, scope, self._clock(), expires_in)
+
+    def tokens(self, include_revoked: bool = False) -> list[TokenRecord]:
+        """Live tokens; with ``include_revoked``, revoked and expired ones too."""
+        with self._tx() as s:
+            return tokens.listed(s, include_revoked, self._clock())
+
+    def revoke_token(self, token_id: str) -> TokenRecord:
+        """Revoke by id (``UnknownToken`` if there is none); takes effect on the next
+        request."""
+        with self._tx() as s:
+            return tokens.revoke(s, token_id, self._clock())
+
+    def authenticate(self, token: str) -> TokenRecord | None:
+        """The live token ``token`` is, or None (unknown, wrong, revoked, expired)."""
+        with self._tx() as s:
+            return tokens.authenticate(s, token, self._clock())
+
+    # ---- services (kind: service; see store/services.py) -------------------------------
+
+    def create_service(self, spec: JobSpec, workdir: str | None = None
+                       ) -> service_rows.ServiceRecord:
+        """A live service from an admitted ``kind: service`` spec (``ServiceNameTaken`` if a
+        live one has its name); the controller starts its replicas."""
+        with self._tx() as s:
+            return service_rows.create(s, spec, workdir, self._clock())
+
+    def services(self, include_ended: bool = False) -> list[service_rows.ServiceRecord]:
+        with self._tx() as s:
+            return service_rows.listed(s, include_ended)
+
+    def find_service(self, ref: str) -> service_rows.ServiceRecord:
+        """A service by id or name (``UnknownService`` if none)."""
+        with self._tx() as s:
+            return service_rows.find(s, ref)
+
+    def request_service_cancel(self, service_id: str, reason: str = "cancelled by user"
+                               ) -> service_rows.ServiceRecord:
+        """Flag a service for its controller to stop (replicas, then its balancer)."""
+        with self._tx() as s:
+            return service_rows.request_cancel(s, service_id, self._clock(), reason)
+
+    def end_service(self, service_id: str) -> service_rows.ServiceRecord:
+        with self._tx() as s:
+            return service_rows.end(s, service_id, self._clock())
+
+    def update_service(self, service_id: str, **fields: Any) -> None:
+        """``desired``, ``url``, ``stats``, ``reason``: what the controller last saw."""
+        with self._tx() as s:
+            service_rows.update(s, service_id, self._clock(), **fields)
+
+    def add_replica(self, service_id: str, port: int, shape: int = 0) -> tuple[str, JobSpec]:
+        """Queue the service's next replica, serving on ``port`` (on its ``shape``-th shape,
+        when the service lists shapes); its job id and spec."""
+        with self._tx() as s:
+            return service_rows.add_replica(s, service_id, port, self._clock(), shape)
+
     # ---- controller lease -------------------------------------------------------------
 
     def acquire_lease(self, controller_id: str, ttl: float,
@@ -484,13 +645,21 @@ class Store:
         with self._tx() as s:
             return leases.current(s)
 
-    def requeue(self, job_id: str, reason: str, queued_reason: str = "requeued") -> JobRecord:
+    def requeue(self, job_id: str, reason: str, queued_reason: str = "requeued",
+                checkpoint: CheckpointRecord | None = None) -> JobRecord:
         """An active job whose attempt ended without it finishing goes back to the queue
         (preempted, then queued, in one transaction), unless a cancel was asked for: then
-        it ends cancelled, so a cancel is never lost to a requeue."""
+        it ends cancelled, so a cancel is never lost to a requeue. ``checkpoint``: what the
+        attempt left to resume from, written in the same transaction, so a crash never
+        leaves a requeued job without the record of where it resumes."""
         with self._tx() as s:
             row = _row(s, job_id)
-            self._move(s, row, JobState.PREEMPTED, reason, {})
+            if checkpoint is not None:
+                s.add(_checkpoint_row(checkpoint, job_id, row.attempt, self._clock()))
+            details = {} if checkpoint is None else {
+                "checkpoint_step": checkpoint.step, "checkpoint_samples": checkpoint.samples,
+                "lost_samples": checkpoint.lost_samples}
+            self._move(s, row, JobState.PREEMPTED, reason, details)
             if row.state == JobState.PREEMPTED.value:
                 self._move(s, row, JobState.QUEUED, queued_reason, {})
             return self._out(s, row)
@@ -579,6 +748,43 @@ def _open_attempt(s: Session, job_id: str, attempt: int) -> CompositionRow | Non
         CompositionRow.ended_at.is_(None))).first()
 
 
+def _checkpoint_row(record: CheckpointRecord, job_id: str, attempt: int,
+                    now: float) -> CheckpointRow:
+    return CheckpointRow(
+        job_id=job_id, attempt=attempt, recorded_at=now, outcome=record.outcome[:16],
+        reason=record.reason, path=record.path, step=record.step, samples=record.samples,
+        saved_at=record.saved_at, save_seconds=record.save_seconds,
+        reported_samples=record.reported_samples, lost_samples=record.lost_samples,
+        restored_samples=record.restored_samples, restore_seconds=record.restore_seconds)
+
+
+def _checkpoint_record(row: CheckpointRow) -> CheckpointRecord:
+    return CheckpointRecord(
+        job_id=row.job_id, attempt=row.attempt, recorded_at=row.recorded_at,
+        outcome=row.outcome, reason=row.reason, path=row.path, step=row.step,
+        samples=row.samples, saved_at=row.saved_at, save_seconds=row.save_seconds,
+        reported_samples=row.reported_samples, lost_samples=row.lost_samples,
+        restored_samples=row.restored_samples, restore_seconds=row.restore_seconds)
+
+
+REQUEUED = ("checkpointed", "killed", "gone")  # outcomes of an attempt that was requeued
+
+
+def _summary(job_id: str, records: list[CheckpointRecord]) -> CheckpointSummary:
+    saved = [r for r in records if r.path is not None]
+    last = saved[-1] if saved else None
+    restored = [r.restore_seconds for r in records if r.restore_seconds is not None]
+    return CheckpointSummary(
+        job_id=job_id, requeues=sum(1 for r in records if r.outcome in REQUEUED),
+        checkpointed=sum(1 for r in records if r.outcome == "checkpointed"),
+        lost_samples=sum(r.lost_samples or 0 for r in records),
+        last_path=last.path if last else None, last_step=last.step if last else None,
+        last_samples=last.samples if last else None,
+        last_saved_at=last.saved_at if last else None,
+        last_save_seconds=last.save_seconds if last else None,
+        last_restore_seconds=restored[-1] if restored else None)
+
+
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
     return {k: (v if isinstance(v, str | int | float | bool | list | dict) or v is None
                 else str(v)) for k, v in details.items()}
@@ -638,4 +844,4 @@ def _record(row: Any, spec: JobSpec) -> JobRecord:
         log_path=row.log_path, log_offset=row.log_offset,
         cancel_requested=row.cancel_requested, stop=stop, samples=row.samples,
         quality=row.quality, samples_per_s=row.samples_per_s, reported_at=row.reported_at,
-        mlflow_run_id=row.mlflow_run_id)
+        mlflow_run_id=row.mlflow_run_id, team=row.team)

@@ -34,7 +34,8 @@ class StoreCorrupt(StoreError):
 
 
 class UnknownJob(StoreError, KeyError):
-    exit_code = 2  # the user named a job that is not there: bad input
+    # Exit 1, a runtime failure: the request was well-formed, the store has no such job
+    # (it may be a typo, or a job in another state directory).
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else "unknown job"

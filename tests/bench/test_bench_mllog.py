@@ -100,3 +100,20 @@ def test_builtin_writer_matches_mlperf_logging(capsys: pytest.CaptureFixture[str
     package, builtin = capsys.readouterr().out.splitlines()
     assert package == builtin  # same keys, order, caller file and line
     assert json.loads(package.removeprefix(":::MLLOG "))["metadata"]["file"] == __file__
+
+
+def test_init_follows_mlperf_training_order(successful_run: Run) -> None:
+    """cache_clear, then init_start, the submission_* lines and init_stop: the checker
+    reads submission_division to know how long init may take, so it must come first."""
+    _, entries, _ = successful_run
+    keys = [e["key"] for e in entries]
+    submission = [i for i, k in enumerate(keys) if k.startswith("submission_")]
+    assert keys.index("cache_clear") < keys.index("init_start")
+    assert submission and keys.index("init_start") < min(submission)
+    assert max(submission) < keys.index("init_stop") < keys.index("run_start")
+    assert first(entries, "cache_clear")["value"] is True
+    # Training ruleset 6.1.0's disclosure keys, each once, before run_start.
+    for key, value in (("lowest_numerical_precision_in_linear", "fp32"),
+                       ("tensor_parallelism", 1), ("micro_batch_size", 48)):
+        assert keys.count(key) == 1 and first(entries, key)["value"] == value
+        assert keys.index(key) < keys.index("run_start")

@@ -25,16 +25,20 @@ def test_quick_training_reaches_its_target(module, capsys: pytest.CaptureFixture
 def test_inference_reports_loadgen_throughput_and_server_latency(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Shorter LoadGen runs than quick's: the numbers matter less here than their presence.
+    # A shorter Offline run than quick's, and a latency bound a loaded test machine meets:
+    # the numbers matter less here than their presence. Server keeps quick's duration:
+    # fewer queries than that are too few for LoadGen's early stopping (INVALID, a failed
+    # cell).
     monkeypatch.setattr(
         inference,
         "QUICK",
-        dataclasses.replace(inference.QUICK, offline_min_ms=300, server_min_ms=500),
+        dataclasses.replace(inference.QUICK, offline_min_ms=300, server_latency_ms=100.0),
     )
-    result = inference.train(TrainConfig(quick=True, server_qps=200.0))
+    result = inference.train(TrainConfig(quick=True, server_qps=400.0))
     assert result.status == "ok", result
     assert result.samples_per_s is not None and result.samples_per_s > 200
-    assert result.server_target_qps == 200.0
+    assert result.server_target_qps == 400.0
+    assert result.server_valid
     assert result.server_p99_latency_ms is not None and result.server_p99_latency_ms > 0
     assert result.quality is not None and result.quality >= image.QUICK.target
     assert "offline" in result.note and "server" in result.note

@@ -18,10 +18,10 @@ JOBS = ROOT / "examples/plan-jobs"
 runner = CliRunner()
 
 
-def plan(*args: str) -> dict:
+def plan(*args: str, exit_code: int = 0) -> dict:
     result = runner.invoke(app, ["plan", *args, "--json"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output)
+    assert result.exit_code == exit_code, result.output
+    return json.loads(result.stdout)
 
 
 def only_part(comp: dict) -> dict:
@@ -103,8 +103,8 @@ def test_three_gpu_job_spans_three_one_gpu_nodes() -> None:
     assert sum(len(p["cores"]) for p in comp["parts"]) == 6
 
 
-def test_a_job_that_never_fits_names_the_no_fit_reason() -> None:
-    out = plan(str(JOBS / "train-3gpu-one-node.yaml"), "--pool", str(ONE_GPU))
+def test_a_job_that_never_fits_names_the_no_fit_reason_and_exits_1() -> None:
+    out = plan(str(JOBS / "train-3gpu-one-node.yaml"), "--pool", str(ONE_GPU), exit_code=1)
     assert not out["start"]
     why = out["waiting"]["resnet-3gpu-one-node"]
     assert (why["field"], why["wanted"], why["available"], why["never"]) == ("gpus", 3, 1, True)
@@ -112,7 +112,7 @@ def test_a_job_that_never_fits_names_the_no_fit_reason() -> None:
     # The table form says the same in one line.
     result = runner.invoke(app, ["plan", str(JOBS / "train-3gpu-one-node.yaml"), "--pool",
                                  str(ONE_GPU)])
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # the plan failed: this pool can never run the job
     said = " ".join(result.output.split())  # rich wraps long lines
     assert "resnet-3gpu-one-node would wait: never fits this pool: resources.gpus" in said
 

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from slicebox.cli import app
@@ -43,3 +44,18 @@ def test_empty_trace_is_rejected(tmp_path: Path) -> None:
     empty.write_text("")
     result = runner.invoke(app, ["simulate", "--trace", str(empty), "--pool", "sia-64"])
     assert result.exit_code == 2 and "empty" in result.output
+
+
+def test_without_out_the_report_goes_under_the_state_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    state = tmp_path / "state"
+    result = runner.invoke(app, ["simulate", "--trace", str(WORKLOAD), "--pool", "sia-64",
+                                 "--policy", "fifo", "--json", "--state", str(state)])
+    assert result.exit_code == 0, result.output
+    written = Path(json.loads(result.stdout)["report"])
+    assert written == state / "reports" / "fifo"
+    assert (written / "summary.md").is_file()
+    assert list(elsewhere.iterdir()) == []  # nothing where the command happened to run

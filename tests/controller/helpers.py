@@ -74,14 +74,18 @@ class Setup:
     def python_job(self, script: str, *args: str) -> list[str]:
         return [sys.executable, str(JOBS / script), *args]
 
-    def run_until(self, done: Callable[[], bool], timeout: float = 30.0) -> None:
+    def run_until(self, done: Callable[[], bool], timeout: float = 30.0,
+                  every: float = 0.05) -> None:
+        """Controller rounds every ``every`` seconds until ``done()``. Tests that measure
+        a job's speed use `slicebox up`'s own 1 s: a test polling the store 20 times a
+        second takes CPU from the job it measures."""
         controller = self.controller or self.new_controller()
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             controller.run_once()
             if done():
                 return
-            time.sleep(0.05)
+            time.sleep(every)
         states = {j.id: (j.state.value, j.reason) for j in self.store.jobs()}
         raise TimeoutError(f"not done within {timeout}s: {states}")
 

@@ -48,7 +48,7 @@ def _reject_path(setup: Setup, path: Path, *, pool_file: Path | None = None) -> 
 @pytest.mark.parametrize(("body", "field", "reason"), [
     (GOOD + "resorces: {gpus: 1}\n", "resorces", "unknown field (misspelt?)"),
     (GOOD + "resources: {gpus: -1}\n", "resources.gpus", "between 0 and 1024, got -1"),
-    (GOOD + "resources: {cpus: -2}\n", "resources.cpus", "greater than or equal to 1"),
+    (GOOD + "resources: {cpus: -2}\n", "resources.cpus", "must be between 1 and 4096, got -2"),
     (GOOD + "resources: {gpus: 1, gpu_kinds: [B300]}\n", "resources.gpu_kinds",
      "unknown device kind 'B300'"),
     ("name: train\ncommand: python3 train.py | tee log.txt\n", "command",

@@ -1,6 +1,7 @@
 """The main job end to end: `slicebox demo` on the shipped examples, then MLflow read back.
 
-Slow (about a minute of real training on 2 cores): run by `make test-slow`, which CI runs.
+Slow (about two minutes of real training on 2 cores: the example jobs, then the elastic
+scene): run by `make test-slow`, which CI runs.
 """
 
 import json
@@ -23,7 +24,7 @@ def test_demo_runs_every_example_as_designed_and_tracks_each_job(tmp_path: Path,
     monkeypatch.chdir(ROOT)
     result = CliRunner().invoke(app, ["--state", str(tmp_path), "demo", "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{"):])
+    report = json.loads(result.stdout)  # --json: the document alone on stdout
     assert report["ok"]
     ran_on = report["controller"]  # the report says where the controller ran
     assert ran_on["cores"] and ran_on["reserved"] is False and ran_on["cpu_seconds"] > 0
@@ -33,11 +34,24 @@ def test_demo_runs_every_example_as_designed_and_tracks_each_job(tmp_path: Path,
             "jobs running at the same time never shared a core",
             "a dataset was staged once and then reused"} <= set(checks)
     assert any(name.startswith("wide-cnn-sparse") for name in checks)  # waited, then ran
-    assert (tmp_path / "demo" / "report" / "utilisation.png").stat().st_size > 0
+    # the elastic scene: shrunk for the urgent job, trained on, grown back, resumed
+    assert {"elastic-lm shrank when urgent-cnn arrived", "elastic-lm kept training on fewer cores",
+            "elastic-lm grew back when the urgent job ended",
+            "elastic-lm resumed from its checkpoint after each restart"} <= set(checks)
+    assert (tmp_path / "demo" / "report" / "timeline.png").stat().st_size > 0
 
     store = Store.open(tmp_path / "demo")
     jobs = store.jobs()
-    assert len(jobs) == len(list((ROOT / "examples/jobs").glob("*.yaml")))
+    assert len(jobs) == len(list((ROOT / "examples/jobs").glob("*.yaml"))) + 2  # + the scene
+    # report.json: every attempt the store recorded, with its start and end
+    attempts = {(a["job_id"], a["attempt"]): a for j in report["jobs"] for a in j["attempts"]}
+    history = store.composition_history()
+    assert set(attempts) == {(r.job_id, r.attempt) for r in history}
+    for rec in history:
+        assert (attempts[rec.job_id, rec.attempt]["started_at"],
+                attempts[rec.job_id, rec.attempt]["ended_at"]) == (rec.started_at, rec.ended_at)
+    kinds = [m["kind"] for m in report["timeline"]["markers"] if m["job"] == "elastic-lm"]
+    assert kinds[:1] == ["shrink"] and "grow" in kinds, kinds
     client = MlflowClient(tracking_uri=report["tracking_uri"])
     runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])
     by_job = {r.data.tags["slicebox.job_id"]: r for r in runs}

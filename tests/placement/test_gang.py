@@ -192,3 +192,26 @@ def test_a_gang_takes_fewer_gpus_where_cores_run_short(four) -> None:
     assert why is not None and why.field == "cpus" and (why.wanted, why.available) == (32, 28)
     one = Placer(pool).feasible(job("x", 2, cpus=100, spread=Spread.ONE_NODE).demand)
     assert one is not None and one.field == "cpus" and str(one).startswith("resources.cpus")
+
+
+def test_a_cpu_gang_takes_one_rank_on_each_of_distinct_nodes(four) -> None:
+    pool, state = four
+    comp = by_job(place(pool, state, [job("ddp", 0, cpus=4, memory_gib=8, nodes=3)]))["ddp"]
+    assert len(set(comp.nodes)) == 3 and not comp.slices
+    assert [len(p.cores) for p in comp.parts] == [4, 4, 4]
+    assert [p.memory_gib for p in comp.parts] == [8, 8, 8]
+    state.apply(place(pool, state, [job("ddp", 0, cpus=4, memory_gib=8, nodes=3)]))
+    assert state.composition("ddp") is not None  # the placement is one the state accepts
+
+
+def test_a_cpu_gang_waits_whole_and_never_fits_a_pool_with_fewer_nodes(four) -> None:
+    pool, state = four
+    hog = job("hog", 0, cpus=64)
+    state.apply(place(pool, state, [hog, job("hog2", 0, cpus=64)]))  # 2 nodes full
+    held = [running(job(j, 0, cpus=64), state.composition(j)) for j in ("hog", "hog2")]
+    plan = place(pool, state, [*held, job("ddp", 0, cpus=2, nodes=3)])
+    why = plan.waiting["ddp"]
+    assert not plan.start and not why.never
+    assert (why.field, why.wanted, why.available) == ("nodes", 3, 2)
+    never = place(pool, PoolState(pool), [job("wide", 0, cpus=2, nodes=5)]).waiting["wide"]
+    assert never.never and never.field == "nodes" and never.available == 4

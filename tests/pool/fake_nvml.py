@@ -4,7 +4,15 @@ It answers the calls discovery makes with the same names, constants, return shap
 exception class as the real binding (``tests/pool/test_fake_nvml.py`` holds it to that),
 including the errors real drivers give: ``NOT_SUPPORTED`` for MIG or NVLink questions
 on cards without them, ``NOT_FOUND`` for an empty MIG slot, ``UNINITIALIZED`` before
-``nvmlInit``. Scenarios: :func:`dgx_h100`, :func:`a100_mig`, :func:`l4_pair`.
+``nvmlInit``. Scenarios: :func:`dgx_h100`, :func:`a100_mig`, :func:`a100_relayout`,
+:func:`l4_pair`.
+
+MIG reconfiguration: GPU and compute instances are created and destroyed by the same calls
+as on a real card (``nvmlDeviceCreateGpuInstanceWithPlacement`` …), checked by NVIDIA's
+placement rules (written out here from NVIDIA's MIG user guide, not taken from Slicebox's
+catalogue, so a mistake in one is not repeated in the other). Each call that changes a card
+is recorded in ``FakeNvml.mig_calls``; ``FakeCard.processes`` marks MIG devices with a
+process on them (destroying their instances fails with ``NVML_ERROR_IN_USE``).
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ NVML_ERROR_UNINITIALIZED = 1
 NVML_ERROR_INVALID_ARGUMENT = 2
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_ERROR_NOT_FOUND = 6
+NVML_ERROR_IN_USE = 19
+NVML_ERROR_INSUFFICIENT_RESOURCES = 23
 NVML_ERROR_LIBRARY_NOT_FOUND = 12
 NVML_FEATURE_DISABLED = 0
 NVML_FEATURE_ENABLED = 1
@@ -35,6 +45,36 @@ NVML_P2P_CAPS_INDEX_NVLINK = 2
 NVML_P2P_STATUS_OK = 0
 NVML_P2P_STATUS_NOT_SUPPORTED = 5
 NVML_AFFINITY_SCOPE_NODE = 0
+NVML_GPU_INSTANCE_PROFILE_1_SLICE = 0x0
+NVML_GPU_INSTANCE_PROFILE_2_SLICE = 0x1
+NVML_GPU_INSTANCE_PROFILE_3_SLICE = 0x2
+NVML_GPU_INSTANCE_PROFILE_4_SLICE = 0x3
+NVML_GPU_INSTANCE_PROFILE_7_SLICE = 0x4
+NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2 = 0x9
+NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE = 0x0
+NVML_COMPUTE_INSTANCE_PROFILE_2_SLICE = 0x1
+NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE = 0x2
+NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE = 0x3
+NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE = 0x4
+NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED = 0x0
+
+# GPU-instance profiles of an A100/H100/H200: constant -> (the profile id NVML's profile
+# info reports, as ``nvidia-smi mig -lgip`` lists it; compute slices; memory slices;
+# allowed starts). The id differs from the constant, as on real cards.
+_GI_PROFILES = {
+    NVML_GPU_INSTANCE_PROFILE_1_SLICE: (19, 1, 1, (0, 1, 2, 3, 4, 5, 6)),
+    NVML_GPU_INSTANCE_PROFILE_1_SLICE_REV2: (15, 1, 2, (0, 2, 4, 6)),
+    NVML_GPU_INSTANCE_PROFILE_2_SLICE: (14, 2, 2, (0, 2, 4)),
+    NVML_GPU_INSTANCE_PROFILE_3_SLICE: (9, 3, 4, (0, 4)),
+    NVML_GPU_INSTANCE_PROFILE_4_SLICE: (5, 4, 4, (0,)),
+    NVML_GPU_INSTANCE_PROFILE_7_SLICE: (0, 7, 8, (0,)),
+}
+_CI_SLICES = {NVML_COMPUTE_INSTANCE_PROFILE_1_SLICE: 1, NVML_COMPUTE_INSTANCE_PROFILE_2_SLICE: 2,
+              NVML_COMPUTE_INSTANCE_PROFILE_3_SLICE: 3, NVML_COMPUTE_INSTANCE_PROFILE_4_SLICE: 4,
+              NVML_COMPUTE_INSTANCE_PROFILE_7_SLICE: 7}
+_MEMORY_SLICES = 8
+_COMPUTE_SLICES = 7
+_MAX_GPU_INSTANCE_ID = 14  # ids NVML gives GPU instances on these cards: 1..14
 
 _MESSAGES = {NVML_ERROR_UNINITIALIZED: "Uninitialized",
              NVML_ERROR_INVALID_ARGUMENT: "Invalid Argument",
@@ -64,6 +104,8 @@ class FakeMig:
     uuid: str
     gi_id: int
     label: str | None = None  # name of a compute instance inside the GI: "1c.2g.20gb"
+    ci_id: int = 0  # the compute instance's id inside its GPU instance
+    ci_compute: int | None = None  # the compute instance's slices; None: the whole GI
 
 
 @dataclass
@@ -79,12 +121,38 @@ class FakeCard:
     mig_enabled: bool = False
     migs: list[FakeMig] = field(default_factory=list)
     nvlinks: list[str] = field(default_factory=list)  # bus id at the far end of each link
+    empty_gis: list[FakeMig] = field(default_factory=list)  # GPU instances without a CI
+    processes: dict[str, list[int]] = field(default_factory=dict)  # MIG uuid -> pids on it
 
 
 @dataclass(frozen=True)
 class _Handle:
     card: int
     mig: int | None = None
+
+
+@dataclass(frozen=True)
+class _GpuInstance:
+    card: int
+    gi_id: int
+
+
+@dataclass(frozen=True)
+class _ComputeInstance:
+    card: int
+    gi_id: int
+    ci_id: int
+
+
+class c_nvmlGpuInstancePlacement_t:
+    """pynvml's placement structure: ``start`` and ``size`` in memory slices."""
+
+    def __init__(self, start: int = 0, size: int = 0):
+        self.start = start
+        self.size = size
+
+
+_STRUCTS = {"c_nvmlGpuInstancePlacement_t": c_nvmlGpuInstancePlacement_t}
 
 
 class FakeNvml:
@@ -97,10 +165,15 @@ class FakeNvml:
         self.p2p_status = p2p_status  # False: driver answers NOT_SUPPORTED to P2P queries
         self.library = library  # False: as on a machine without the driver
         self.initialised = 0
+        self._serial = 0  # numbers the uuids of created MIG devices
         self.calls: list[str] = []
+        # (call, card index, "profile@start") for every call that changed a MIG layout
+        self.mig_calls: list[tuple[str, int, str]] = []
 
     def __getattr__(self, name: str) -> Any:
-        # Constants and the exception class are module attributes in pynvml.
+        # Constants, structures and the exception class are module attributes in pynvml.
+        if name in _STRUCTS:
+            return _STRUCTS[name]
         value = globals().get(name)
         if value is None or not (name.startswith("NVML_") or name == "NVMLError"):
             raise AttributeError(name)
@@ -200,18 +273,149 @@ class FakeNvml:
     def nvmlDeviceGetGpuInstanceId(self, handle: _Handle) -> int:
         return self._mig(handle).gi_id
 
-    def nvmlDeviceGetGpuInstanceById(self, handle: _Handle, gi_id: int) -> SimpleNamespace:
+    def nvmlDeviceGetGpuInstanceById(self, handle: _Handle, gi_id: int) -> _GpuInstance:
         card = self._card(handle)
-        for mig in card.migs:
-            if mig.gi_id == gi_id:
-                return SimpleNamespace(mig=mig)
-        raise NVMLError(NVML_ERROR_NOT_FOUND)
+        if not card.mig_enabled:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        if not 0 <= gi_id <= _MAX_GPU_INSTANCE_ID:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        if _gpu_instance(card, gi_id) is None:
+            raise NVMLError(NVML_ERROR_NOT_FOUND)
+        return _GpuInstance(handle.card, gi_id)
 
-    def nvmlGpuInstanceGetInfo(self, gpu_instance: SimpleNamespace) -> SimpleNamespace:
+    def _gi(self, gpu_instance: _GpuInstance) -> tuple[FakeCard, FakeMig]:
         self._ready()
-        mig: FakeMig = gpu_instance.mig
-        return SimpleNamespace(id=mig.gi_id, profileId=0,
-                               placement=SimpleNamespace(start=mig.start, size=mig.size))
+        if not isinstance(gpu_instance, _GpuInstance):
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        card = self.cards[gpu_instance.card]
+        gi = _gpu_instance(card, gpu_instance.gi_id)
+        if gi is None:  # a handle to an instance destroyed since
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        return card, gi
+
+    def nvmlGpuInstanceGetInfo(self, gpuInstance: _GpuInstance) -> SimpleNamespace:
+        _, gi = self._gi(gpuInstance)
+        profile_id = next(pid for pid, c, size, _ in _GI_PROFILES.values()
+                          if (c, size) == (gi.compute, gi.size))
+        return SimpleNamespace(device=_Handle(gpuInstance.card), id=gi.gi_id,
+                               profileId=profile_id,
+                               placement=SimpleNamespace(start=gi.start, size=gi.size))
+
+    def nvmlDeviceGetGpuInstanceProfileInfo(self, device: _Handle, profile: int,
+                                            version: int = 2) -> SimpleNamespace:
+        card = self._card(device)
+        if not card.mig_capable or profile not in _GI_PROFILES:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        pid, compute, size, starts = _GI_PROFILES[profile]
+        return SimpleNamespace(id=pid, isP2pSupported=0, sliceCount=compute,
+                               instanceCount=len(starts), multiprocessorCount=14 * compute,
+                               memorySizeMB=card.memory_mb * size // _MEMORY_SLICES,
+                               name=_profile_name(card, compute, size))
+
+    def nvmlDeviceCreateGpuInstanceWithPlacement(self, device: _Handle, profileId: int,
+                                                 placement: Any) -> _GpuInstance:
+        card = self._card(device)
+        if not card.mig_enabled:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        known = {pid: (c, size, starts) for pid, c, size, starts in _GI_PROFILES.values()}
+        if profileId not in known:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        compute, size, starts = known[profileId]
+        start = int(placement.start)
+        if int(placement.size) != size or start not in starts:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        gis = _gpu_instances(card)
+        mask = ((1 << size) - 1) << start
+        taken = 0
+        for gi in gis:
+            taken |= ((1 << gi.size) - 1) << gi.start
+        if taken & mask or sum(g.compute for g in gis) + compute > _COMPUTE_SLICES:
+            raise NVMLError(NVML_ERROR_INSUFFICIENT_RESOURCES)
+        gi_id = min(set(range(1, _MAX_GPU_INSTANCE_ID + 1)) - {g.gi_id for g in gis})
+        memory = card.memory_mb * size // _MEMORY_SLICES
+        new = FakeMig(_profile_name(card, compute, size), start, size, compute, memory,
+                      uuid="", gi_id=gi_id)
+        card.empty_gis.append(new)
+        self.mig_calls.append(("nvmlDeviceCreateGpuInstanceWithPlacement", device.card,
+                               f"{new.profile}@{start}"))
+        return _GpuInstance(device.card, gi_id)
+
+    def nvmlGpuInstanceDestroy(self, gpuInstance: _GpuInstance) -> int:
+        card, gi = self._gi(gpuInstance)
+        if any(m.gi_id == gi.gi_id for m in card.migs):
+            raise NVMLError(NVML_ERROR_IN_USE)  # compute instances are left in it
+        card.empty_gis.remove(gi)
+        self.mig_calls.append(("nvmlGpuInstanceDestroy", gpuInstance.card,
+                               f"{gi.profile}@{gi.start}"))
+        return NVML_SUCCESS
+
+    def nvmlGpuInstanceGetComputeInstanceProfileInfo(self, device: _GpuInstance, profile: int,
+                                                     engProfile: int,
+                                                     version: int = 2) -> SimpleNamespace:
+        _, gi = self._gi(device)
+        slices = _CI_SLICES.get(profile)
+        if slices is None or slices > gi.compute or \
+                engProfile != NVML_COMPUTE_INSTANCE_ENGINE_PROFILE_SHARED:
+            raise NVMLError(NVML_ERROR_NOT_SUPPORTED)
+        return SimpleNamespace(id=profile, sliceCount=slices,
+                               instanceCount=gi.compute // slices,
+                               multiprocessorCount=14 * slices)
+
+    def nvmlGpuInstanceCreateComputeInstance(self, gpuInstance: _GpuInstance,
+                                             profileId: int) -> _ComputeInstance:
+        card, gi = self._gi(gpuInstance)
+        slices = _CI_SLICES.get(profileId)
+        if slices is None or slices > gi.compute:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        inside = [m for m in card.migs if m.gi_id == gi.gi_id]
+        if sum(m.ci_compute or m.compute for m in inside) + slices > gi.compute:
+            raise NVMLError(NVML_ERROR_INSUFFICIENT_RESOURCES)
+        ci_id = min(set(range(8)) - {m.ci_id for m in inside})
+        label = None if slices == gi.compute else f"{slices}c.{gi.profile}"
+        self._serial += 1
+        card.migs.append(FakeMig(gi.profile, gi.start, gi.size, gi.compute, gi.memory_mb,
+                                 _uuid("MIG", 0xFA00 + self._serial), gi.gi_id, label, ci_id,
+                                 None if slices == gi.compute else slices))
+        if gi in card.empty_gis:
+            card.empty_gis.remove(gi)
+        self.mig_calls.append(("nvmlGpuInstanceCreateComputeInstance", gpuInstance.card,
+                               f"{gi.profile}@{gi.start}"))
+        return _ComputeInstance(gpuInstance.card, gi.gi_id, ci_id)
+
+    def nvmlGpuInstanceGetComputeInstanceById(self, gpuInstance: _GpuInstance,
+                                              computeInstanceId: int) -> _ComputeInstance:
+        card, gi = self._gi(gpuInstance)
+        if not any(m.gi_id == gi.gi_id and m.ci_id == computeInstanceId for m in card.migs):
+            raise NVMLError(NVML_ERROR_NOT_FOUND)
+        return _ComputeInstance(gpuInstance.card, gi.gi_id, computeInstanceId)
+
+    def nvmlComputeInstanceDestroy(self, computeInstance: _ComputeInstance) -> int:
+        self._ready()
+        card = self.cards[computeInstance.card]
+        found = [m for m in card.migs if (m.gi_id, m.ci_id) ==
+                 (computeInstance.gi_id, computeInstance.ci_id)]
+        if not found:
+            raise NVMLError(NVML_ERROR_INVALID_ARGUMENT)
+        mig = found[0]
+        if card.processes.get(mig.uuid):
+            raise NVMLError(NVML_ERROR_IN_USE)
+        card.migs.remove(mig)
+        if not any(m.gi_id == mig.gi_id for m in card.migs):  # the GI stays, empty
+            card.empty_gis.append(FakeMig(mig.profile, mig.start, mig.size, mig.compute,
+                                          mig.memory_mb, "", mig.gi_id))
+        self.mig_calls.append(("nvmlComputeInstanceDestroy", computeInstance.card,
+                               f"{mig.profile}@{mig.start}"))
+        return NVML_SUCCESS
+
+    def nvmlDeviceGetComputeInstanceId(self, device: _Handle) -> int:
+        return self._mig(device).ci_id
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list[SimpleNamespace]:
+        card = self._card(handle)
+        migs = card.migs if handle.mig is None else [card.migs[handle.mig]]
+        return [SimpleNamespace(pid=pid, usedGpuMemory=1 << 30, gpuInstanceId=m.gi_id,
+                                computeInstanceId=m.ci_id)
+                for m in migs for pid in card.processes.get(m.uuid, ())]
 
     def nvmlDeviceGetAttributes(self, handle: _Handle) -> SimpleNamespace:
         mig = self._mig(handle)
@@ -255,6 +459,22 @@ class FakeNvml:
         return SimpleNamespace(busId=card.nvlinks[link])
 
 
+def _gpu_instances(card: FakeCard) -> list[FakeMig]:
+    """One record per GPU instance: its first compute instance, or the empty GI."""
+    seen: dict[int, FakeMig] = {}
+    for mig in [*card.migs, *card.empty_gis]:
+        seen.setdefault(mig.gi_id, mig)
+    return list(seen.values())
+
+
+def _gpu_instance(card: FakeCard, gi_id: int) -> FakeMig | None:
+    return next((g for g in _gpu_instances(card) if g.gi_id == gi_id), None)
+
+
+def _profile_name(card: FakeCard, compute: int, size: int) -> str:
+    return f"{compute}g.{round(card.memory_mb / 1024 * size / _MEMORY_SLICES)}gb"
+
+
 def _uuid(prefix: str, n: int) -> str:
     return f"{prefix}-{n:08x}-1111-2222-3333-{n:012x}"
 
@@ -283,14 +503,24 @@ def a100_mig() -> FakeNvml:
                      socket=0, mig_capable=True, mig_enabled=True, nvlinks=[b] * 12)
     card0.migs = [FakeMig("3g.40gb", 4, 4, 3, 40192, _uuid("MIG", 1), gi_id=1),
                   FakeMig("2g.20gb", 0, 2, 2, 19968, _uuid("MIG", 2), gi_id=9,
-                          label="1c.2g.20gb"),
+                          label="1c.2g.20gb", ci_compute=1),
                   FakeMig("2g.20gb", 0, 2, 2, 19968, _uuid("MIG", 3), gi_id=9,
-                          label="1c.2g.20gb"),
+                          label="1c.2g.20gb", ci_id=1, ci_compute=1),
                   FakeMig("1g.10gb", 2, 1, 1, 9856, _uuid("MIG", 4), gi_id=10)]
     card1 = FakeCard("NVIDIA A100-SXM4-80GB", 81920, _uuid("GPU", 101), b, numa=0, switch=0,
                      socket=0, mig_capable=True, mig_enabled=True, nvlinks=[a] * 12)
     card1.migs = [FakeMig("4g.40gb", 0, 4, 4, 40192, _uuid("MIG", 5), gi_id=2)]
     return FakeNvml([card0, card1], p2p_status=False)
+
+
+def a100_relayout() -> FakeNvml:
+    """One A100-80GB with MIG on, laid out as 4g.40gb@0 + 3g.40gb@4 (one compute instance
+    each): the card of ``examples/pools/a100-mig.yaml``."""
+    card = FakeCard("NVIDIA A100-SXM4-80GB", 81920, _uuid("GPU", 300), "00000000:07:00.0",
+                    numa=0, switch=0, socket=0, mig_capable=True, mig_enabled=True)
+    card.migs = [FakeMig("4g.40gb", 0, 4, 4, 40192, _uuid("MIG", 30), gi_id=1),
+                 FakeMig("3g.40gb", 4, 4, 3, 40192, _uuid("MIG", 31), gi_id=2)]
+    return FakeNvml([card])
 
 
 def l4_pair() -> FakeNvml:

@@ -35,12 +35,15 @@ def test_unknown_workload_falls_back_to_peak_estimate() -> None:
     assert not est.measured and est.source == "estimated from peak rates"
 
 
-def test_refine_moves_towards_observations() -> None:
+def test_refine_moves_job_entries_towards_observations_and_leaves_bench_alone() -> None:
     t = table()
-    first = t.refine("resnet", "T4", 1, "bf16", 200.0, now=1.0)
-    assert 100.0 < first.samples_per_s < 200.0 and first.observations == 2
     new = t.refine("lm", "cpu", 1, "fp32", 10.0, now=2.0)
     assert new.source == "job" and t.rate("lm", "cpu", 1, "fp32").measured
+    moved = t.refine("lm", "cpu", 1, "fp32", 20.0, now=3.0)
+    assert 10.0 < moved.samples_per_s < 20.0 and moved.observations == 2
+    # A bench number stays comparable with the bench numbers of other sizes.
+    kept = t.refine("resnet", "T4", 1, "bf16", 200.0, now=1.0)
+    assert kept.samples_per_s == 100.0 and kept.source == "bench"
 
 
 def test_json_round_trip_and_bad_entries(tmp_path: Path) -> None:

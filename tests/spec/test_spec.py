@@ -85,3 +85,14 @@ def test_unreadable_huge_and_non_yaml_files(tmp_path: Path) -> None:
     scalar.write_text("just a string\n")
     with pytest.raises(SpecError, match="expected a mapping"):
         load_spec(scalar)
+
+
+def test_nodes_asks_for_a_cpu_only_gang() -> None:
+    spec = parse_spec({**GOOD, "resources": {"cpus": 1, "memory_gib": 2, "nodes": 2}})
+    assert Demand.from_spec(spec).nodes == 2
+    assert "resources: nodes applies to CPU-only jobs" in rejected(
+        {**GOOD, "resources": {"gpus": 1, "nodes": 2}})
+    assert "fixed cpus count" in rejected(
+        {**GOOD, "resources": {"cpus": {"min": 1, "max": 2}, "nodes": 2}})
+    assert "resources.nodes" in rejected({**GOOD, "resources": {"nodes": 0}})
+    assert "resources.nodes" in rejected({**GOOD, "resources": {"nodes": "2"}})

@@ -95,7 +95,7 @@ def test_backup_is_a_working_copy_taken_while_the_store_is_open(tmp_path: Path):
     assert report.ok and report.jobs_by_state == {"queued": 1}
 
 
-def test_unknown_job_is_bad_input_not_a_traceback(tmp_path: Path):
+def test_unknown_job_is_a_one_line_runtime_failure_not_a_traceback(tmp_path: Path):
     result = CliRunner().invoke(app, ["--state", str(tmp_path / "s"), "logs", "nope"])
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # issue 10: a well-formed request that failed
     assert "no job 'nope'" in result.output and "Traceback" not in result.output

@@ -1,4 +1,5 @@
-"""The store against a real SQLite file: transitions, events, history, datasets, the lease."""
+"""The store against a real SQLite file and a real PostgreSQL server (``conftest.py``):
+transitions, events, history, datasets, the lease."""
 
 from __future__ import annotations
 
@@ -19,24 +20,7 @@ from slicebox.store import (
     Store,
     UnknownJob,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture()
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture()
-def store(tmp_path: Path, clock: Clock) -> Store:
-    return Store.open(tmp_path / "state", clock=clock)
+from tests.store.fakes import Clock
 
 
 def spec(name: str = "train", **extra: object):
@@ -49,12 +33,16 @@ def comp(job_id: str, cores: tuple[int, ...] = (0, 1), gpu: bool = True) -> Comp
     return Composition.on_node(job_id, "n0", slices, cores, 2.0, (0,), "/fast/digits", staging)
 
 
-def test_sqlite_file_in_wal_mode_and_reopened_state_is_the_same(store: Store, tmp_path: Path):
-    job_id = store.submit(spec())
+def test_sqlite_file_is_in_wal_mode(tmp_path: Path):
+    store = Store.open(tmp_path / "state")
     assert (tmp_path / "state" / "slicebox.db").exists()
     with store._engine.connect() as conn:  # noqa: SLF001 - checking the pragma took
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-    again = Store.open(tmp_path / "state")
+
+
+def test_reopened_store_is_the_same(store: Store, tmp_path: Path, store_url: str | None):
+    job_id = store.submit(spec())
+    again = Store.open(tmp_path / "state", url=store_url)
     job = again.job(job_id)
     assert (job.state, job.name, job.spec.command) == (JobState.QUEUED, "train",
                                                         ("python", "-c", "pass"))
@@ -207,18 +195,19 @@ def test_lease_one_controller_at_a_time(store: Store, clock: Clock):
     assert store.lease() is None
 
 
-def test_concurrent_writers_from_several_processes(tmp_path: Path):
-    """The CLI submits while the controller writes: SQLite serialises, nobody is lost."""
+def test_concurrent_writers_from_several_processes(tmp_path: Path, store_url: str | None):
+    """The CLI submits while the controller writes: the database serialises, nobody is lost.
+    The writers open the store while it is new, so they also race to create its schema."""
     import subprocess
     import sys
 
     state = tmp_path / "state"
-    store = Store.open(state)
     code = ("import sys; from slicebox.spec import parse_spec; from slicebox.store import Store;"
-            f"s = Store.open({str(state)!r});"
+            f"s = Store.open({str(state)!r}, url={store_url!r});"
             "[s.submit(parse_spec({'name': f'w{sys.argv[1]}-{i}', 'command': ['true']}))"
             " for i in range(15)]")
     writers = [subprocess.Popen([sys.executable, "-c", code, str(n)]) for n in range(2)]
+    store = Store.open(state, url=store_url)
     mine = [store.submit(spec(f"main-{i}")) for i in range(15)]
     for job_id in mine:
         store.transition(job_id, JobState.CANCELLED, "test")
@@ -232,3 +221,41 @@ def test_settings(store: Store):
     assert store.value("pool") == "/srv/pool.yaml" and store.value("nothing") is None
     with pytest.raises(Exception, match="reserved"):
         store.put_value("controller", "me")
+
+
+def test_controllers_starting_together_get_one_lease(tmp_path: Path, store_url: str | None):
+    """Controllers starting at once on a store that has no lease row yet: exactly one holds
+    the lease and the others are told who does (never a database error)."""
+    import threading
+
+    from sqlalchemy import delete
+
+    from slicebox.store.schema import KeyValueRow
+
+    stores = [Store.open(tmp_path / "state", url=store_url) for _ in range(4)]
+    try:
+        for attempt in range(5):
+            with stores[0]._engine.begin() as conn:  # noqa: SLF001 - back to no lease row
+                conn.execute(delete(KeyValueRow))
+            barrier = threading.Barrier(len(stores))
+            outcomes: list[str] = [""] * len(stores)
+
+            def contend(i: int, attempt: int = attempt, barrier=barrier, outcomes=outcomes):
+                barrier.wait()
+                try:
+                    stores[i].acquire_lease(f"c{attempt}-{i}", ttl=60)
+                    outcomes[i] = "held"
+                except LeaseHeld:
+                    outcomes[i] = "refused"
+                except Exception as exc:  # noqa: BLE001 - reported by the assertion
+                    outcomes[i] = repr(exc)
+
+            threads = [threading.Thread(target=contend, args=(i,)) for i in range(len(stores))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            assert sorted(outcomes) == ["held"] + ["refused"] * (len(stores) - 1)
+    finally:
+        for s in stores:
+            s.close()

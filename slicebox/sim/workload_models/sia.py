@@ -61,6 +61,7 @@ class _Profile:
         self.min_local_bsz = min(float(c.local_bsz[0]) for c in self.curves.values())
         self.max_local_bsz = max(float(c.local_bsz[-1]) for c in self.curves.values())
         self._nd: interpolate.LinearNDInterpolator | None = None
+        self._nd_cache: dict[tuple[int, int, float], StepTime | None] = {}
 
     def step_time(self, placement: tuple[int, ...], local_bsz: float) -> StepTime | None:
         curve = self.curves.get(_placement_id(placement))
@@ -72,10 +73,27 @@ class _Profile:
                 float(np.interp(local_bsz, curve.local_bsz, curve.sync)),
             )
         num_nodes = min(len(placement), sia_apps.MAX_INTERPOLATED_NODES)
-        step, sync = self._interpolator()([num_nodes, sum(placement), local_bsz])[0]
-        if math.isnan(step) or math.isnan(sync):
-            return None
-        return StepTime(float(step), float(sync))
+        key = (num_nodes, sum(placement), float(local_bsz))
+        if key not in self._nd_cache:
+            self.prefetch(placement, [local_bsz])
+        return self._nd_cache[key]
+
+    def prefetch(self, placement: tuple[int, ...], local_bszs: Sequence[float]) -> None:
+        """Interpolate many per-GPU batch sizes of an unprofiled placement in one call
+        (one Delaunay lookup per call is what costs; the answers are remembered)."""
+        if self.curves.get(_placement_id(placement)) is not None:
+            return
+        num_nodes = min(len(placement), sia_apps.MAX_INTERPOLATED_NODES)
+        replicas = sum(placement)
+        todo = sorted({float(b) for b in local_bszs} -
+                      {k[2] for k in self._nd_cache if k[:2] == (num_nodes, replicas)})
+        if not todo:
+            return
+        points = np.array([[num_nodes, replicas, b] for b in todo], dtype=float)
+        for b, (step, sync) in zip(todo, self._interpolator()(points), strict=True):
+            self._nd_cache[(num_nodes, replicas, b)] = (
+                None if math.isnan(step) or math.isnan(sync)
+                else StepTime(float(step), float(sync)))
 
     def max_local_bsz_for(self, placement: tuple[int, ...]) -> float | None:
         # Sia's get_max_local_bsz: the placement's own largest profiled batch, else
@@ -135,6 +153,7 @@ class SiaProfiles:
         self._profiles: dict[tuple[str, str], _Profile] = {}
         self._validations: dict[str, _Validation] = {}
         self._speeds: dict[tuple[str, str, int, int, tuple[int, ...] | None], float | None] = {}
+        self._tables: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     # -- what exists -------------------------------------------------------------
 
@@ -253,6 +272,52 @@ class SiaProfiles:
         gain = (var + sqr) / (var / scale + sqr)
         return gain / scale
 
+    def efficiencies(self, app: str, batch_sizes: np.ndarray, epoch: int) -> np.ndarray:
+        """`efficiency` for many batch sizes at once (same formula, vectorised): the
+        elastic simulator weighs a dozen candidate batch sizes per allocation."""
+        sizes, sqr_table, var_table = self._grad_tables(app)
+        epoch = min(max(epoch, 0), len(sqr_table) - 1)
+        sqr_at, var_at = sqr_table[epoch], var_table[epoch]
+        batches = np.clip(np.asarray(batch_sizes, dtype=float), sizes[0], sizes[-1])
+        sqr = np.interp(batches, sizes, sqr_at)
+        var = np.interp(batches, sizes, var_at)
+        scale = batches / sizes[0]
+        return (var + sqr) / (var / scale + sqr) / scale
+
+    def _grad_tables(self, app: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Validated sizes, and grad_sqr / grad_var as (epoch x size) matrices."""
+        tables = self._tables.get(app)
+        if tables is None:
+            validation = self._validation(app)
+            sizes = validation.batch_sizes
+            epochs = min(len(validation.grad_sqr[b]) for b in sizes)
+            tables = (np.asarray(sizes, dtype=float),
+                      np.array([[validation.grad_sqr[b][e] for b in sizes]
+                                for e in range(epochs)]),
+                      np.array([[validation.grad_var[b][e] for b in sizes]
+                                for e in range(epochs)]))
+            self._tables[app] = tables
+        return tables
+
+    def min_local_bsz(self, app: str, gpu_type: str) -> float:
+        """Smallest per-GPU batch Sia profiled `app` at on `gpu_type` (its
+        `min_local_bsz`: no replica runs a smaller one)."""
+        return self._profile(app, gpu_type).min_local_bsz
+
+    def single_gpu_throughput(self, app: str, gpu_type: str) -> float | None:
+        """Sia's crude per-type speed of `app` (`Cluster.compute_throughputs`): the
+        largest profiled batch over the longest step time on one GPU. Its ratios between
+        types are what Sia's policy projects goodput with onto types a job has not run on."""
+        curve = self._profile(app, gpu_type).curves.get(1)
+        if curve is None:
+            return None
+        return float(curve.local_bsz[-1] / curve.step.max())
+
+    def epochs(self, app: str) -> int:
+        """Epochs with gradient statistics (efficiency answers for 0..epochs-1)."""
+        validation = self._validation(app)
+        return len(validation.grad_sqr[validation.batch_sizes[0]])
+
     # -- internals -----------------------------------------------------------------
 
     def _samples_per_second(
@@ -265,9 +330,26 @@ class SiaProfiles:
     ) -> float | None:
         recipe = self.application(app)
         shape = _normalise(placement or self.packed_placement(gpu_type, num_gpus))
+        profile = self._profile(app, gpu_type)
+        split = self._split(app, profile, shape, num_gpus, batch_size)
+        if split is None:
+            return None
+        atomic_bsz, accum_steps = split
+        timing = profile.step_time(shape, atomic_bsz)
+        if timing is None:
+            return None
+        seconds = timing.step + (timing.step - timing.sync) * accum_steps
+        if seconds <= 0:
+            return None
+        speed = batch_size / seconds
+        return speed / recipe.slowdown if self.calibrate else speed
+
+    def _split(self, app: str, profile: _Profile, shape: tuple[int, ...], num_gpus: int,
+               batch_size: int) -> tuple[int, int] | None:
+        """(per-GPU micro-batch, extra accumulation steps) of a global batch size on a
+        shape, as Sia's `get_throughput_with_accum` splits it; None without data."""
         if sum(shape) != num_gpus:
             raise ValueError(f"placement {shape} holds {sum(shape)} GPUs, not {num_gpus}")
-        profile = self._profile(app, gpu_type)
         validation = self._validation(app)
         init_batch, max_batch = validation.batch_sizes[0], validation.batch_sizes[-1]
         local_bsz = math.ceil(batch_size / num_gpus - 1e-8)
@@ -281,14 +363,20 @@ class SiaProfiles:
             accum_steps = max(1, accum_steps)
         atomic_bsz = math.ceil(local_bsz / (accum_steps + 1) - 1e-8)
         atomic_bsz = min(atomic_bsz, int(max_batch / (num_gpus * (accum_steps + 1))))
-        timing = profile.step_time(shape, atomic_bsz)
-        if timing is None:
-            return None
-        seconds = timing.step + (timing.step - timing.sync) * accum_steps
-        if seconds <= 0:
-            return None
-        speed = batch_size / seconds
-        return speed / recipe.slowdown if self.calibrate else speed
+        return atomic_bsz, accum_steps
+
+    def prefetch(self, app: str, gpu_type: str, num_gpus: int, batch_sizes: Sequence[int],
+                 placement: Sequence[int] | None = None) -> None:
+        """Step times of many global batch sizes on one shape in one interpolation (for
+        callers about to ask `samples_per_second` for each)."""
+        shape = _normalise(placement or self.packed_placement(gpu_type, num_gpus))
+        profile = self._profile(app, gpu_type)
+        atomics = []
+        for batch in batch_sizes:
+            split = self._split(app, profile, shape, num_gpus, int(batch))
+            if split is not None:
+                atomics.append(float(split[0]))
+        profile.prefetch(shape, atomics)
 
     def _app_dir(self, app: str) -> pathlib.Path:
         self.application(app)

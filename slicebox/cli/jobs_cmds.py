@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -27,6 +28,9 @@ from slicebox.cli.common import (
     store_url,
 )
 from slicebox.cli.remote import SERVER_OPTION
+
+if TYPE_CHECKING:
+    from slicebox.hours import Window
 
 # What `up` runs with (a pool file's path, or the pool a Ray cluster reports, recorded by
 # the controller as it changes), so `submit` run anywhere validates against the same. The
@@ -244,13 +248,15 @@ def events(ctx: typer.Context, job: str | None = typer.Argument(None, help="Job 
 def build_controller(ctx: typer.Context, store, pool_file: Path | None, policy_name: str,
                      interval: float, track: bool = True, reserve: str | None = None,
                      backend_name: str = "local", address: str | None = None,
-                     connect_timeout: float = 5.0, allow_mig_reconfigure: bool = False):
+                     connect_timeout: float = 5.0, allow_mig_reconfigure: bool = False,
+                     service_hours: tuple[Window, ...] | None = None):
     """A controller: the store, the pool, a policy, placement, MLflow, and a backend.
 
     ``local``: this machine (or ``pool_file``); ``reserve``: cores (a count or a cpulist)
     taken from the jobs' pool for the controller, which is pinned to them. ``ray``: the
     cluster at ``address`` (``auto`` or HOST:PORT); the pool is what its agents report,
-    and follows nodes joining and leaving."""
+    and follows nodes joining and leaving. ``service_hours``: the hours in which services
+    keep a share of the pool, instead of the pool file's (None: the pool file's)."""
     from slicebox import policies
     from slicebox.controller import Controller
     from slicebox.controller.backend_choice import check_backend
@@ -275,7 +281,7 @@ def build_controller(ctx: typer.Context, store, pool_file: Path | None, policy_n
         if allow_mig_reconfigure:  # NVML reaches this machine's cards only
             raise fail("--allow-mig-reconfigure applies only to --backend local")
         return _ray_controller(store, home, policy, address or "auto", connect_timeout,
-                               interval, track)
+                               interval, track, service_hours or ())
     if address is not None:
         raise fail("--address applies only to --backend ray")
     if allow_mig_reconfigure:
@@ -305,6 +311,10 @@ def build_controller(ctx: typer.Context, store, pool_file: Path | None, policy_n
         reserved = choose_reserved(node, reserve)
         the_pool = without_cores(the_pool, node.name, reserved)
         controller_cores = pin_controller(reserved)
+    if service_hours is not None:  # --service-hours: instead of the pool file's
+        import dataclasses
+
+        the_pool = dataclasses.replace(the_pool, service_hours=service_hours)
     profiles = load_profiles(home)
     tracker = JobTracker(default_tracking_uri(home)) if track else None
     backend = LocalBackend(home, node=the_pool.nodes[0].name)
@@ -319,7 +329,7 @@ def build_controller(ctx: typer.Context, store, pool_file: Path | None, policy_n
 
 
 def _ray_controller(store, home: Path, policy, address: str, connect_timeout: float,
-                    interval: float, track: bool):
+                    interval: float, track: bool, service_hours: tuple[Window, ...]):
     """The controller over a Ray cluster: its pool starts as the nodes the agents report
     now, and the controller follows it (and records it for `submit`) from then on."""
     from slicebox.controller import Controller
@@ -331,7 +341,7 @@ def _ray_controller(store, home: Path, policy, address: str, connect_timeout: fl
 
     backend = ray_backend(home, address, connect_timeout)
     try:
-        the_pool = Pool(tuple(backend.nodes()), "ray")
+        the_pool = Pool(tuple(backend.nodes()), "ray", service_hours=service_hours)
         profiles = load_profiles(home)
         tracker = JobTracker(default_tracking_uri(home)) if track else None
         return Controller(store, the_pool, policy, Placer(the_pool, profiles), backend, home,
@@ -371,6 +381,11 @@ def up(ctx: typer.Context, pool_file: Path | None = POOL_OPTION,
        allow_mig_reconfigure: bool = typer.Option(
            False, "--allow-mig-reconfigure", help="Re-lay out idle MIG cards (through NVML) "
            "when MIG jobs wait for a layout they fit (docs/mig.md); local backend only."),
+       service_hours: list[str] | None = typer.Option(
+           None, "--service-hours", metavar="HH:MM-HH:MM=SHARE",
+           help="Hours in which the services together keep at least SHARE of the pool, "
+           "training getting the rest, e.g. 08:00-20:00=0.5 (repeatable; instead of the "
+           "pool file's service_hours)."),
        detach: bool = typer.Option(False, "--detach", help="Run in the background (implies "
                                    "--serve; output to <state>/up.log); returns once the "
                                    "service answers. `slicebox down` stops it."),
@@ -381,6 +396,7 @@ def up(ctx: typer.Context, pool_file: Path | None = POOL_OPTION,
     from slicebox.profiles.store import save_profiles
 
     backend = check_backend(backend)  # before the store is opened: a typo changes nothing
+    hours = _service_hours(service_hours)
     if mlflow_ui is not None and not (serve or detach):
         raise fail("--mlflow-ui applies only with --serve (the dashboard's links)")
     # Checked now (http or https only: the page links to it), naming where it came from.
@@ -397,6 +413,8 @@ def up(ctx: typer.Context, pool_file: Path | None = POOL_OPTION,
             args += ["--reserve-cores", reserve_cores]
         if address is not None:
             args += ["--address", address]
+        for window in service_hours or ():
+            args += ["--service-hours", window]
         args += [flag for flag, on in (("--until-idle", until_idle),
                                        ("--no-mlflow", no_mlflow), ("--json", as_json),
                                        ("--allow-mig-reconfigure", allow_mig_reconfigure)) if on]
@@ -405,7 +423,7 @@ def up(ctx: typer.Context, pool_file: Path | None = POOL_OPTION,
     store = open_store(ctx)
     controller = build_controller(ctx, store, pool_file, policy, interval, not no_mlflow,
                                   reserve_cores, backend, address, connect_timeout,
-                                  allow_mig_reconfigure)
+                                  allow_mig_reconfigure, hours)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -465,6 +483,22 @@ def up(ctx: typer.Context, pool_file: Path | None = POOL_OPTION,
         if service is not None:
             service.stop()
         save_profiles(state_dir(ctx), controller.profiles)
+
+
+def _service_hours(given: list[str] | None) -> tuple[Window, ...] | None:
+    """``--service-hours`` values as windows (None: none given), or a failure naming the
+    one that is wrong."""
+    from slicebox.errors import InputError
+    from slicebox.hours import MAX_WINDOWS, parse_window
+
+    if not given:
+        return None
+    if len(given) > MAX_WINDOWS:
+        raise fail(f"--service-hours: at most {MAX_WINDOWS} windows, got {len(given)}")
+    try:
+        return tuple(parse_window(text) for text in given)
+    except InputError as exc:
+        raise fail(f"--service-hours {exc}") from None
 
 
 def _up_detached(ctx: typer.Context, up_args: list[str], as_json: bool) -> None:

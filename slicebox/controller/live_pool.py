@@ -17,6 +17,7 @@ anywhere validates against the pool the controller follows.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable
@@ -59,8 +60,7 @@ class LivePool:
         """Every node seen (the latest report of each), live ones first."""
         live = [n.name for n in self.pool.nodes]
         rest = [n for name, n in self._known.items() if name not in live]
-        return Pool((*self.pool.nodes, *rest), self.pool.name, self.pool.shared_volumes,
-                    self.pool.env_allow)
+        return dataclasses.replace(self.pool, nodes=(*self.pool.nodes, *rest))
 
     def down(self) -> tuple[str, ...]:
         """Known nodes that are not in the live pool now."""
@@ -76,8 +76,7 @@ class LivePool:
         change = PoolChange(tuple(n for n in new if n not in old),
                             tuple(n for n in old if n not in new),
                             tuple(n for n in new if n in old and new[n] != old[n]))
-        self.pool = Pool(tuple(new.values()), self.pool.name, self.pool.shared_volumes,
-                         self.pool.env_allow)
+        self.pool = dataclasses.replace(self.pool, nodes=tuple(new.values()))
         self._known.update(new)
         return change
 

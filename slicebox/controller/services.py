@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from slicebox.hours import share_now
 from slicebox.snapshot import JobState
+from slicebox.spec.job import gpu_share
 from slicebox.spec.service import ServiceSection
 from slicebox.store import JobRecord, ServiceRecord, Store
 from slicebox.store.services import CANCELLING
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
     from slicebox.pool.model import Pool
     from slicebox.serving.balancer import Replica, TrafficStats
     from slicebox.serving.sizing import ShapeStats
-    from slicebox.spec import JobSpec
+    from slicebox.spec.job import Resources
 
 log = logging.getLogger("slicebox.controller.services")
 
@@ -154,6 +156,7 @@ class ServiceManager:
         self._live: dict[str, _Live] = {}
         self._retry_at: dict[str, float] = {}  # service id -> not before (after a failure)
         self._shape_sustain_s = shape_sustain_s
+        self._hours_shares: dict[str, float] = {}  # service id -> its part of service_hours
 
     # ---- the round ----------------------------------------------------------------------
 
@@ -165,6 +168,8 @@ class ServiceManager:
             return  # one cheap query a round when there are no services
         replicas = self._replicas_by_service()
         now = self._clock()
+        self._hours_shares = self._split_service_hours(
+            [svc for svc in services if svc.state != CANCELLING], now)
         for svc in services:
             if self._retry_at.get(svc.id, -math.inf) > now:
                 continue  # failed a moment ago (e.g. its port is taken): not every round
@@ -316,14 +321,34 @@ class ServiceManager:
         return balancer
 
     def _scheduled_floor(self, svc: ServiceRecord, now: float) -> int:
-        """Replicas the service's schedule asks for now (0 outside its windows)."""
-        section = _section(svc)
-        if not section.schedule or self._pool is None:
+        """Replicas the schedules ask for now: the service's own windows' share, or its
+        part of the pool's ``service_hours``, whichever holds more (0 outside both)."""
+        if self._pool is None:
             return 0
-        moment = self._local_time(now)
-        minute = moment.tm_hour * 60 + moment.tm_min
-        share = max((w.at_least for w in section.schedule if w.contains(minute)), default=0.0)
-        return replicas_for_share(share, svc.spec, self._pool()) if share else 0
+        own = share_now(_section(svc).schedule, self._local_time(now))
+        share = max(own, self._hours_shares.get(svc.id, 0.0))
+        return replicas_for_share(share, self._replica_resources(svc), self._pool()) \
+            if share else 0
+
+    def _replica_resources(self, svc: ServiceRecord) -> Resources:
+        """One replica's resources now (on the service's current shape)."""
+        live = self._live.get(svc.id)
+        return svc.spec.shaped_resources(live.shape if live is not None else 0)
+
+    def _split_service_hours(self, services: list[ServiceRecord], now: float
+                             ) -> dict[str, float]:
+        """Each service's part of the share the pool's ``service_hours`` hold now: equal
+        parts, except that a service whose ``max_replicas`` hold less than its part gives
+        the rest to the others (water-filling)."""
+        if self._pool is None or not services:
+            return {}
+        pool = self._pool()
+        share = share_now(pool.service_hours, self._local_time(now))
+        if not share:
+            return {}
+        caps = {svc.id: _section(svc).max_replicas
+                * replica_share(self._replica_resources(svc), pool) for svc in services}
+        return split_share(share, caps)
 
     def _note_ended(self, live: _Live, alive: set[str], now: float) -> None:
         """Replicas that were alive last round and are not now: the ones that failed or
@@ -412,21 +437,37 @@ class ServiceManager:
                           down_after_s=self._down_after_s)
 
 
-def replicas_for_share(share: float, spec: JobSpec, pool: Pool) -> int:
-    """How many replicas hold ``share`` of the pool: of its GPUs for a GPU service (a
-    fraction counts as that much of a GPU, a MIG instance as its slices of 7), of its
-    cores for a CPU-only one."""
-    res = spec.resources
+def replica_share(res: Resources, pool: Pool) -> float:
+    """The share of the pool one replica with ``res`` holds: of its GPUs for a GPU
+    service (``gpu_share``), of its cores for a CPU-only one (0 when the pool has none)."""
     if res.max_gpus > 0:
-        per = float(res.max_gpus)
-        if res.fraction is not None:
-            per = res.fraction
-        elif res.mig is not None:
-            per = int(res.mig.split("g.")[0]) / 7
-        total = float(pool.total_gpus)
+        per, total = gpu_share(res), float(pool.total_gpus)
     else:
         per, total = float(res.max_cpus), float(pool.total_cores)
-    return max(0, math.ceil(share * total / per - 1e-9))
+    return per / total if total > 0 else 0.0
+
+
+def replicas_for_share(share: float, res: Resources, pool: Pool) -> int:
+    """How many replicas with ``res`` hold ``share`` of the pool (see ``replica_share``)."""
+    per = replica_share(res, pool)
+    return max(0, math.ceil(share / per - 1e-9)) if per > 0 else 0
+
+
+def split_share(share: float, caps: dict[str, float]) -> dict[str, float]:
+    """``share`` in equal parts over ``caps``'s keys, none above its cap: what a capped
+    key cannot take goes to the others in equal parts (water-filling)."""
+    parts: dict[str, float] = {}
+    open_keys, left = sorted(caps, key=lambda k: caps[k]), share
+    while open_keys:
+        part = left / len(open_keys)
+        key = open_keys[0]  # the smallest cap first: if it does not bind, none does
+        if caps[key] >= part:
+            parts.update(dict.fromkeys(open_keys, part))
+            break
+        parts[key] = caps[key]
+        left -= caps[key]
+        open_keys.pop(0)
+    return parts
 
 
 def _section(svc: ServiceRecord) -> ServiceSection:

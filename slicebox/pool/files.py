@@ -39,6 +39,13 @@ limits in ``slicebox.pool.quotas``)::
       vision: {cpus: 16, gpus: {H100: 4}, memory_gib: 256, borrowing_limit: {gpus: 2}}
       nlp: {cpus: 8, gpus: 2}
 
+``service_hours:`` (top level) says in which hours of the day the services (``kind:
+service``) together keep at least a share of the pool, and training gets the rest
+(``slicebox.hours``; ``slicebox up --service-hours`` overrides it)::
+
+    service_hours:
+      - {hours: "08:00-20:00", at_least: 0.5}
+
 Limits (checked before anything is built, so a hostile file cannot make us allocate
 without bound): every number finite; at most ``MAX_NODE_GPUS`` GPUs and ``MAX_CPU_ID``+1
 cores a node, ``MAX_POOL_NODES`` nodes, ``MAX_POOL_GPUS`` GPUs and ``MAX_POOL_CORES``
@@ -55,6 +62,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from slicebox.errors import InputError
+from slicebox.hours import MAX_WINDOWS, Window
 from slicebox.pool.cpulist import MAX_CPU_ID, cpulist_size, format_cpulist, parse_cpulist
 from slicebox.pool.kinds import get_kind
 from slicebox.pool.model import Device, Link, MigInstance, Node, Pool, Tier, Volume
@@ -273,6 +281,9 @@ class PoolModel(_Strict):
     env_allow: tuple[str, ...] = Field((), max_length=MAX_ENV_ALLOW)
     # Team -> guaranteed share and borrowing limit (slicebox.pool.quotas; the quota policy).
     quotas: dict[str, TeamQuotaModel] = Field(default_factory=dict, max_length=MAX_TEAMS)
+    # Hours in which the services together keep at least a share of the pool (training
+    # gets the rest); slicebox.hours.
+    service_hours: tuple[Window, ...] = Field((), max_length=MAX_WINDOWS)
 
     @field_validator("quotas")
     @classmethod
@@ -475,7 +486,8 @@ def parse_pool_and_quotas(data: object, source: str = "pool file") -> tuple[Pool
                   for node in model.nodes for name in _replica_names(node))
     shared = tuple(v.build(shared=True) for v in model.shared_volumes)
     quotas = model.built_quotas() if model.quotas else Quotas()
-    return Pool(nodes, model.name, shared, frozenset(model.env_allow)), quotas
+    return Pool(nodes, model.name, shared, frozenset(model.env_allow),
+                model.service_hours), quotas
 
 
 def load_pool(path: str | Path) -> Pool:
@@ -521,4 +533,6 @@ def pool_to_dict(pool: Pool) -> dict[str, Any]:
                            "shared_volumes": [volume(v) for v in pool.shared_volumes]}
     if pool.env_allow:
         out["env_allow"] = sorted(pool.env_allow)
+    if pool.service_hours:
+        out["service_hours"] = [w.model_dump() for w in pool.service_hours]
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from slicebox.hours import Window
 from slicebox.pool.kinds import DeviceKind, get_kind
 
 
@@ -127,6 +128,9 @@ class Pool:
     # deny-list (LD_*, PYTHON*, PATH: they change how programs load) refuses them. Exact,
     # case-sensitive names; empty means the deny-list applies in full.
     env_allow: frozenset[str] = field(default=frozenset())
+    # Hours of the day in which the services together keep at least a share of the pool
+    # (``service_hours`` in a pool file, or ``slicebox up --service-hours``).
+    service_hours: tuple[Window, ...] = field(default=())
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

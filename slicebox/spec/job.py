@@ -192,6 +192,16 @@ class Resources(_Strict):
         return self.max_gpus > self.min_gpus or self.max_cpus > self.min_cpus
 
 
+def gpu_share(res: Resources) -> float:
+    """GPUs' worth one copy of ``res`` holds: a fraction counts as that much of a GPU, a
+    MIG instance as its compute slices of 7."""
+    if res.fraction is not None:
+        return res.fraction
+    if res.mig is not None:
+        return int(res.mig.split("g.")[0]) / 7
+    return float(res.max_gpus)
+
+
 class Dataset(_Strict):
     path: PathText | None = Field(None, description="file or folder with the job's data")
     name: str | None = Field(None, pattern=NAME_PATTERN, description="cache key; default: path")
@@ -336,7 +346,42 @@ class JobSpec(_Strict):
                              "(it scales by replicas, not by resizing)")
         if self.after or self.afterok:
             raise ValueError("after: a service does not wait for jobs")
+        self._check_shapes()
         return self
+
+    def _check_shapes(self) -> None:
+        """Each shape makes valid resources, and each is larger than the one before: no
+        fewer cores, less of a GPU or (where both give it) less memory, and more cores or
+        more of a GPU."""
+        shapes = self.service.shapes if self.service else ()
+        sizes = []
+        for index in range(len(shapes)):
+            try:
+                res = self.shaped_resources(index)
+            except ValidationError as exc:
+                raise ValueError(f"service.shapes.{index}: {describe(exc)}") from None
+            sizes.append((gpu_share(res), res.max_cpus))
+        for index in range(1, len(sizes)):
+            (small_gpu, small_cpus), (big_gpu, big_cpus) = sizes[index - 1], sizes[index]
+            less_memory = None not in (shapes[index - 1].memory_gib, shapes[index].memory_gib) \
+                and (shapes[index].memory_gib or 0) < (shapes[index - 1].memory_gib or 0)
+            larger = big_gpu >= small_gpu and big_cpus >= small_cpus \
+                and (big_gpu > small_gpu or big_cpus > small_cpus)
+            if not larger or less_memory:
+                raise ValueError(
+                    f"service.shapes: shapes[{index}] ({shapes[index].describe()}) is not "
+                    f"larger than shapes[{index - 1}] ({shapes[index - 1].describe()}); list "
+                    "the shapes smallest first, each with more cpus or more of a GPU")
+
+    def shaped_resources(self, shape: int) -> Resources:
+        """A replica's resources on the service's ``shape``-th shape (the spec's own
+        when it lists none)."""
+        shapes = self.service.shapes if self.service is not None else ()
+        if not shapes:
+            return self.resources
+        data = shapes[min(shape, len(shapes) - 1)].applied(
+            self.resources.model_dump(mode="json"))
+        return Resources.model_validate(data)
 
     @property
     def workload_class(self) -> str:

@@ -15,6 +15,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from slicebox.hours import Window
+
 MAX_REPLICAS = 64  # per service; a larger fleet is several services behind another balancer
 MAX_REPLICA_INDEX = 999_999  # the N of `<service>-r<N>`: 6 digits keep the name short
 MAX_SERVICE_NAME = 55  # so that `<name>-r<N>` is still a valid job name (63 characters)
@@ -35,49 +37,53 @@ class Objective(_Strict):
         "the request rate the objective is promised at (requests per second); informative"))
 
 
-class Window(_Strict):
-    """From ``hours`` (local time of the controller, ``HH:MM-HH:MM``; a window that ends
-    before it starts runs over midnight), the service keeps at least ``at_least`` of the
-    pool (its GPUs, or its cores for a CPU-only service) in replicas."""
-
-    hours: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$",
-                       description="HH:MM-HH:MM, e.g. 08:00-20:00")
-    at_least: float = Field(gt=0, le=1, description="share of the pool, e.g. 0.5")
-
-    @field_validator("hours")
-    @classmethod
-    def _not_empty(cls, value: str) -> str:
-        start, end = value.split("-")
-        if start == end:
-            raise ValueError(f"{value!r} is an empty window (give e.g. 08:00-20:00)")
-        if end > "24:00":
-            raise ValueError(f"{value!r}: a window ends at 24:00 at the latest")
-        return value
-
-    def minutes(self) -> tuple[int, int]:
-        """(start, end) as minutes after midnight."""
-        start, end = (int(h) * 60 + int(m) for h, m in
-                      (part.split(":") for part in self.hours.split("-")))
-        return start, end
-
-    def contains(self, minute_of_day: int) -> bool:
-        start, end = self.minutes()
-        if start < end:
-            return start <= minute_of_day < end
-        return minute_of_day >= start or minute_of_day < end  # over midnight
-
-
 class Shape(_Strict):
-    """One candidate replica shape: the cores (and, optionally, the memory) each replica
-    gets instead of the spec's ``resources.cpus`` / ``memory_gib``."""
+    """One candidate replica shape: what each replica gets instead of the spec's
+    ``resources``: cores, memory, and its GPU share (whole GPUs, a ``fraction`` of one, or
+    a ``mig`` instance). What a shape leaves out is the spec's; a shape that gives a GPU
+    share replaces the spec's whole GPU share (``gpus: 1`` after ``mig: 1g.10gb`` is a
+    whole card)."""
 
-    cpus: int = Field(ge=1, le=4096, description="CPU cores per replica")
+    cpus: int | None = Field(None, ge=1, le=4096, description="CPU cores per replica")
     memory_gib: float | None = Field(None, gt=0, le=65536, description=(
         "memory per replica (default: the spec's resources.memory_gib)"))
+    gpus: int | None = Field(None, ge=0, le=64, description="whole GPUs per replica")
+    fraction: float | None = Field(None, gt=0, lt=1, description="share of one GPU's compute")
+    mig: str | None = Field(None, pattern=r"^[1-7]g\.\d{1,4}gb$", description=(
+        "MIG profile per replica, e.g. 1g.10gb"))
+
+    @model_validator(mode="after")
+    def _one_share(self) -> Shape:
+        if self.cpus is None and not self.gives_gpu_share:
+            raise ValueError("a shape gives cpus, gpus, fraction or mig")
+        if self.fraction is not None and self.mig is not None:
+            raise ValueError("give either fraction or mig, not both")
+        if (self.fraction is not None or self.mig is not None) and self.gpus not in (None, 1):
+            raise ValueError("fraction and mig are of one GPU: leave gpus out")
+        return self
+
+    @property
+    def gives_gpu_share(self) -> bool:
+        return self.gpus is not None or self.fraction is not None or self.mig is not None
+
+    def applied(self, resources: dict[str, object]) -> dict[str, object]:
+        """``resources`` (a spec's, as data) with this shape's values in place."""
+        out = dict(resources)
+        if self.cpus is not None:
+            out["cpus"] = self.cpus
+        if self.memory_gib is not None:
+            out["memory_gib"] = self.memory_gib
+        if self.gives_gpu_share:
+            one_gpu = self.fraction is not None or self.mig is not None
+            out.update(gpus=1 if one_gpu else self.gpus, fraction=self.fraction, mig=self.mig)
+        return out
 
     def describe(self) -> str:
-        memory = "" if self.memory_gib is None else f",memory_gib={self.memory_gib:g}"
-        return f"cpus={self.cpus}{memory}"
+        parts = [f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+                 for name, value in (("cpus", self.cpus), ("gpus", self.gpus),
+                                     ("fraction", self.fraction), ("mig", self.mig),
+                                     ("memory_gib", self.memory_gib)) if value is not None]
+        return ",".join(parts)
 
 
 class ServiceSection(_Strict):
@@ -124,13 +130,6 @@ class ServiceSection(_Strict):
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas ({self.min_replicas}) is larger than "
                              f"max_replicas ({self.max_replicas})")
-        for index, (small, big) in enumerate(zip(self.shapes, self.shapes[1:], strict=False)):
-            memory_shrinks = (small.memory_gib is not None and big.memory_gib is not None
-                              and big.memory_gib < small.memory_gib)
-            if big.cpus <= small.cpus or memory_shrinks:
-                raise ValueError(f"shapes[{index + 1}] ({big.describe()}) is not larger than "
-                                 f"shapes[{index}] ({small.describe()}); list the shapes "
-                                 "smallest first, each with more cpus")
         if self.shapes and self.replica_capacity_rps is not None:
             raise ValueError("give shapes or replica_capacity_rps, not both (a capacity is "
                              "one shape's; with shapes it is measured per shape)")

@@ -92,6 +92,13 @@ def check_spec(spec: JobSpec, feasible: Feasible, cwd: str | Path | None = None,
         if not reason.startswith("resources"):
             reason = f"{_resource_field(admitted.spec, reason)}: {reason}"
         raise SpecError(f"{source}: {reason}")
+    # A service's replicas may move to any of its shapes: each must fit the pool too.
+    spec = admitted.spec
+    for index in range(len(spec.service.shapes) if spec.service is not None else 0):
+        shaped = spec.model_copy(update={"resources": spec.shaped_resources(index)})
+        refusal = feasible(Demand.from_spec(shaped))
+        if refusal:
+            raise SpecError(f"{source}: service.shapes.{index}: {refusal}")
     return admitted
 
 

@@ -157,16 +157,11 @@ def replica_spec(service: JobSpec, service_id: str, index: int, port: int,
                  shape: int = 0) -> JobSpec:
     """A replica's job spec: the service's command, resources, team and priority, as an
     ordinary job named ``<service>-r<index>`` that serves on ``port``; with shapes, its
-    cores (and memory) are the ``shape``-th shape's."""
+    resources are the ``shape``-th shape's."""
     data = service.model_dump(mode="json")
     shapes = service.service.shapes if service.service is not None else ()
-    if shapes:
-        shape = min(shape, len(shapes) - 1)
-        data["resources"]["cpus"] = shapes[shape].cpus
-        if shapes[shape].memory_gib is not None:
-            data["resources"]["memory_gib"] = shapes[shape].memory_gib
-    else:
-        shape = 0
+    shape = min(shape, len(shapes) - 1) if shapes else 0
+    data["resources"] = service.shaped_resources(shape).model_dump(mode="json")
     data.update(kind="job", service=None, name=f"{service.name}-r{index}",
                 workload=service.workload_class,
                 replica_of={"service": service_id, "index": index, "port": port,

@@ -19,6 +19,7 @@ from slicebox.spec import parse_spec
 from slicebox.store.services import replica_spec
 from tests.controller.test_services import World
 from tests.controller.test_services_spec import invoke
+from tests.sim.helpers import pool
 
 OBJECTIVE = {"p99_ms": 50.0}
 
@@ -108,7 +109,11 @@ def test_shapes_are_validated_and_shape_the_replica() -> None:
         "not larger than": [{"cpus": 1, "memory_gib": 4.0}, {"cpus": 2, "memory_gib": 2.0}],
         "shapes": [{"cpus": n} for n in range(1, 10)],  # more than 8
         "cpus": [{"cpus": 0}],
-        "gpus": [{"cpus": 1, "gpus": 1}],  # not a field of a shape
+        "either fraction or mig": [{"fraction": 0.5, "mig": "1g.10gb"}],
+        "a shape gives": [{"memory_gib": 2.0}],
+        "more of a GPU": [{"mig": "3g.40gb"}, {"mig": "1g.10gb"}],
+        "pattern": [{"mig": "big"}],
+        "tpus": [{"cpus": 1, "tpus": 1}],  # not a field of a shape
     }
     for words, shapes in bad.items():
         with pytest.raises(InputError, match=words) as caught:
@@ -116,3 +121,41 @@ def test_shapes_are_validated_and_shape_the_replica() -> None:
         assert "service.shapes" in str(caught.value) or "service:" in str(caught.value)
     with pytest.raises(InputError, match="not both"):
         parse_spec(service(shapes=[{"cpus": 1}], replica_capacity_rps=5.0))
+
+
+def test_gpu_shapes_move_a_service_from_a_fraction_to_a_whole_gpu(tmp_path: Path) -> None:
+    """Shapes may give GPU shares: replicas start on a quarter of a GPU and, when that is
+    too slow at low load, move to half of one, then to a whole card. Two GPUs: a new
+    shape's replica starts before the old one leaves (no gap), so it needs room beside
+    it; where there is none it waits and the old shape keeps serving."""
+    world = World(tmp_path)
+    world.pool = pool(nodes=1, gpus=2, cores=8)
+    world.controller = world.new_controller()
+    world.submit(min_replicas=1, max_replicas=1,
+                 shapes=[{"fraction": 0.25}, {"fraction": 0.5, "cpus": 2},
+                         {"gpus": 1, "cpus": 2}])
+    world.rounds(2)
+    (first,) = world.running()
+    assert first.spec.resources.fraction == 0.25 and first.spec.resources.gpus == 1
+    assert first.composition is not None and first.composition.gpu_share == 0.25
+    assert world.store.find_service("web").stats["shape"] == "fraction=0.25"
+
+    world.balancer.traffic = traffic(150.0, 3.0)  # light load, p99 3x the objective
+    world.rounds(33, step=1.0)
+    world.rounds(4, step=1.0)
+    assert world.store.find_service("web").stats["shape"] == "cpus=2,fraction=0.5"
+    world.rounds(33, step=1.0)
+    world.rounds(4, step=1.0)
+    record = world.store.find_service("web")
+    assert record.stats["shape"] == "cpus=2,gpus=1" and record.stats["shape_index"] == 2
+    whole = [j for j in world.running() if j.spec.replica_of and j.spec.replica_of.shape == 2]
+    assert len(whole) == 1 and whole[0].spec.resources.fraction is None
+    assert whole[0].composition is not None and whole[0].composition.gpu_share == 1.0
+    assert whole[0].spec.resources.memory_gib == 1.0  # the spec's: no shape gave memory
+
+
+def test_a_shape_the_pool_cannot_hold_is_refused_at_submit(tmp_path: Path) -> None:
+    world = World(tmp_path)  # 1 GPU
+    with pytest.raises(InputError, match=r"service\.shapes\.1") as caught:
+        world.submit(shapes=[{"gpus": 1}, {"gpus": 2}])
+    assert "gpu" in str(caught.value).lower()

@@ -170,11 +170,11 @@ def test_a_share_of_the_pool_in_replicas_counts_gpus_or_cores() -> None:
     whole = parse_spec({**service(), "resources": {"gpus": 1, "cpus": 1}})
     half = parse_spec({**service(), "resources": {"gpus": 1, "fraction": 0.5, "cpus": 1}})
     mig = parse_spec({**service(), "resources": {"gpus": 1, "mig": "1g.10gb", "cpus": 1}})
-    assert replicas_for_share(0.5, cpu_only, gpus) == 6  # 16 cores / 3 per replica
-    assert replicas_for_share(0.5, whole, gpus) == 4
-    assert replicas_for_share(0.5, half, gpus) == 8
-    assert replicas_for_share(0.25, mig, gpus) == 14  # 2 GPUs as seven 1g slices each
-    assert replicas_for_share(0.0, whole, gpus) == 0
+    assert replicas_for_share(0.5, cpu_only.resources, gpus) == 6  # 16 cores / 3 per replica
+    assert replicas_for_share(0.5, whole.resources, gpus) == 4
+    assert replicas_for_share(0.5, half.resources, gpus) == 8
+    assert replicas_for_share(0.25, mig.resources, gpus) == 14  # 2 GPUs as seven 1g slices each
+    assert replicas_for_share(0.0, whole.resources, gpus) == 0
 
 
 def test_a_schedule_window_is_checked_and_may_run_over_midnight() -> None:
